@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - install, then run the main job on the bundled default
+#   make test   - install, then run the default test suite (CPU, ~minutes)
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+STAMP := .install.stamp
+
+.PHONY: install demo test test-all bench report clean
+
+$(STAMP): pyproject.toml
+	# the CPU build of torch lies on disk here; a bare `torch` would pull a multi-GB CUDA build
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev,export]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	stnet models
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q
+
+test-all: $(STAMP)
+	$(PYTHON) -m pytest -q -m "slow or not slow"
+
+report: $(STAMP)
+	$(PYTHON) benchmarks/paper_fidelity.py
+
+bench: $(STAMP)
+	$(PYTHON) benchmarks/cpu_speed.py
+
+clean:
+	rm -rf $(STAMP) build dist src/*.egg-info .pytest_cache

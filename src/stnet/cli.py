@@ -1,0 +1,55 @@
+"""`stnet` command line. Each area owns its subcommands in its own module, which exposes
+``register(subparsers)``; this file only collects them, so adding a command never edits another
+area's code."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules providing `register(subparsers)`; each subcommand sets `func(args) -> int`.
+COMMAND_MODULES = (
+    "stnet.models.cli",
+    "stnet.data.cli",
+    "stnet.evaluation.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stnet import __version__
+
+    parser = argparse.ArgumentParser(prog="stnet", description="STNet top-down human pose estimation")
+    parser.add_argument("--version", action="version", version=f"stnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # area not present in this build
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
+        # User errors get one clear line, not a traceback; STNET_DEBUG=1 shows the traceback.
+        import os
+
+        if os.environ.get("STNET_DEBUG"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"stnet {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
