@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:  # area not present in this build
+            if e.name and name.startswith(e.name):  # area not present in this build
                 continue
             raise
         module.register(sub)

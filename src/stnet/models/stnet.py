@@ -9,14 +9,14 @@ Shapes: input (B, 3, H, W) with H and W divisible by 32; output heatmaps (B, K, 
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import check_fields
 from ._registry import register_model
 
 __all__ = ["STNetConfig", "STNet", "StairCell", "StairUnit", "StairFusion", "MDBS", "STEM_CHANNELS",
@@ -302,7 +302,10 @@ class StairUnit(nn.Module):
     def __init__(self, in_channels: int, cfg: STNetConfig, gather: bool = True) -> None:
         super().__init__()
         w = cfg.widths
-        self.transition = nn.ModuleList([conv_bn(in_channels, w[0], 3), conv_bn(in_channels, w[1], 3, 2)])
+        # As in HRNet's transition layers, a branch whose width already matches needs no conv
+        # (unit 2+ without MDBS reads the previous unit's 32-channel output directly).
+        first = nn.Identity() if in_channels == w[0] else conv_bn(in_channels, w[0], 3)
+        self.transition = nn.ModuleList([first, conv_bn(in_channels, w[1], 3, 2)])
         self.substages = nn.ModuleList()
         self.fusions = nn.ModuleList()
         self.new_branch = nn.ModuleList()
@@ -514,18 +517,8 @@ STNET_VARIANTS: dict[str, STNetConfig] = {
     "stnet_3s": STNetConfig(num_stages=3),
 }
 
-_FIELDS = {f.name for f in fields(STNetConfig)}
-
-
 def _build(variant: str, **overrides) -> STNet:
-    unknown = sorted(set(overrides) - _FIELDS)
-    if unknown:
-        import difflib
-
-        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, _FIELDS, n=1))
-                 else repr(k) for k in unknown]
-        raise TypeError(f"{variant}: unknown config field(s) {', '.join(hints)}; "
-                        f"valid fields: {', '.join(sorted(_FIELDS))}")
+    check_fields(STNetConfig, overrides, where=variant)
     return STNet(replace(STNET_VARIANTS[variant], **overrides))
 
 
