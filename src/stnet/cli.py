@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "stnet.models.cli",
     "stnet.data.cli",
     "stnet.evaluation.cli",
+    "stnet.engine.cli",
 )
 
 

@@ -1,0 +1,152 @@
+"""OKS-based non-maximum suppression and the standard top-down instance rescoring.
+
+The COCO detector-box protocol of HRNet / mmpose does, per image:
+
+1. instance score = box score x mean of the keypoint scores above 0.2 (:func:`rescore`),
+2. greedy NMS with OKS > 0.9 as the overlap (:func:`oks_nms`).
+
+OKS between two *predictions* is symmetric: the squared distance is divided by the mean of the
+two instance areas (HRNet's ``oks_iou``), and without ``vis_thr`` it averages over all K joints.
+Ties in score are broken by input order (earlier first), so results are deterministic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["rescore", "pairwise_oks", "oks_nms", "oks_nms_reference"]
+
+
+def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
+    """Instance score = box score x mean of keypoint scores ``> thr``; 0 when none exceeds it.
+
+    ``box_scores`` ``(N,)`` (1 for ground-truth boxes), ``keypoint_scores`` ``(N, K)``.
+    """
+    kp = np.asarray(keypoint_scores, dtype=np.float64)
+    box = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+    if kp.ndim != 2 or box.shape != (kp.shape[0],):
+        raise ValueError(f"rescore: box_scores {box.shape} and keypoint_scores {kp.shape} must be (N,) and (N, K)")
+    mask = kp > thr
+    cnt = mask.sum(axis=1)
+    total = np.where(mask, kp, 0.0).sum(axis=1)
+    mean = np.where(cnt > 0, total / np.maximum(cnt, 1), 0.0)
+    return box * mean
+
+
+def pairwise_oks(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                 keypoint_scores: np.ndarray | None = None, vis_thr: float | None = None) -> np.ndarray:
+    """Symmetric OKS between all pairs of predictions of one image, ``(n, n)``.
+
+    With ``vis_thr`` only joints whose score exceeds it in *both* instances count (0 when none).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    a = np.asarray(areas, dtype=np.float64).reshape(-1)
+    var = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
+    d2 = ((kp[:, None] - kp[None]) ** 2).sum(-1)  # (n, n, K)
+    e = d2 / var / ((a[:, None, None] + a[None, :, None]) / 2 + np.spacing(1)) / 2
+    sim = np.exp(-e)
+    if vis_thr is None:
+        return sim.sum(-1) / kp.shape[1]
+    if keypoint_scores is None:
+        raise ValueError("pairwise_oks: vis_thr needs keypoint_scores")
+    v = np.asarray(keypoint_scores) > vis_thr
+    both = v[:, None] & v[None]
+    cnt = both.sum(-1)
+    return np.where(cnt > 0, (sim * both).sum(-1) / np.maximum(cnt, 1), 0.0)
+
+
+def _check(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+           image_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    kp = np.asarray(keypoints, dtype=np.float64)
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    ar = np.asarray(areas, dtype=np.float64).reshape(-1)
+    sg = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    if kp.ndim != 3 or kp.shape[2] != 2:
+        raise ValueError(f"oks_nms: keypoints must be (N, K, 2), got {kp.shape}")
+    n, k = kp.shape[:2]
+    ids = np.zeros(n, dtype=np.int64) if image_ids is None else np.asarray(image_ids).reshape(-1)
+    for name, arr in (("scores", sc), ("areas", ar), ("image_ids", ids)):
+        if arr.shape != (n,):
+            raise ValueError(f"oks_nms: {name} has {arr.size} values for {n} instances")
+    if sg.shape != (k,):
+        raise ValueError(f"oks_nms: {sg.size} sigmas for {k} keypoints")
+    return kp, sc, ar, sg, ids
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+            image_ids: np.ndarray | None = None, thr: float = 0.9,
+            keypoint_scores: np.ndarray | None = None, vis_thr: float | None = None) -> np.ndarray:
+    """Greedy OKS-NMS within each image; returns the kept indices in ascending order.
+
+    An instance is suppressed when its OKS with a higher-scoring kept instance of the same image
+    is ``> thr`` (equal is kept, as in HRNet/mmpose). ``areas`` are the instance areas used by
+    OKS (HRNet passes the area of the padded person box). Vectorised: one OKS matrix per image;
+    only the greedy pass over kept instances is a Python loop.
+    """
+    kp, sc, ar, sg, ids = _check(keypoints, scores, areas, sigmas, image_ids)
+    n = kp.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    ks = None if keypoint_scores is None else np.asarray(keypoint_scores, dtype=np.float64)
+    # Image-major, score-descending, input order on ties (lexsort is stable).
+    order = np.lexsort((np.arange(n), -sc, ids))
+    sorted_ids = ids[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1], True])
+    keep_mask = np.zeros(n, dtype=bool)
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        idx = order[s:e]
+        if idx.size == 1:
+            keep_mask[idx[0]] = True
+            continue
+        over = pairwise_oks(kp[idx], ar[idx], sg, None if ks is None else ks[idx], vis_thr) > thr
+        alive = np.ones(idx.size, dtype=bool)
+        i = 0
+        while i < idx.size:
+            keep_mask[idx[i]] = True
+            alive &= ~over[i]
+            alive[: i + 1] = False
+            nxt = np.flatnonzero(alive)
+            if nxt.size == 0:
+                break
+            i = int(nxt[0])
+    return np.flatnonzero(keep_mask)
+
+
+def _oks_iou_reference(g: np.ndarray, d: np.ndarray, a_g: float, a_d: np.ndarray, sigmas: np.ndarray,
+                       vg: np.ndarray | None, vd: np.ndarray | None, vis_thr: float | None) -> np.ndarray:
+    var = (sigmas * 2) ** 2
+    ious = np.zeros(len(d))
+    for n_d in range(len(d)):
+        dx = d[n_d, :, 0] - g[:, 0]
+        dy = d[n_d, :, 1] - g[:, 1]
+        e = (dx ** 2 + dy ** 2) / var / ((a_g + a_d[n_d]) / 2 + np.spacing(1)) / 2
+        if vis_thr is not None:
+            assert vg is not None and vd is not None
+            e = e[(vg > vis_thr) & (vd[n_d] > vis_thr)]
+        ious[n_d] = np.sum(np.exp(-e)) / e.shape[0] if e.shape[0] != 0 else 0.0
+    return ious
+
+
+def oks_nms_reference(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                      image_ids: np.ndarray | None = None, thr: float = 0.9,
+                      keypoint_scores: np.ndarray | None = None,
+                      vis_thr: float | None = None) -> np.ndarray:
+    """Straightforward per-image loop port of HRNet's ``oks_nms`` (tests compare against it).
+
+    Differs from HRNet's code only where that code is ambiguous: ties keep input order, and the
+    visibility test is ``vg > t and vd > t`` element-wise (HRNet's ``list and list`` bug).
+    """
+    kp, sc, ar, sg, ids = _check(keypoints, scores, areas, sigmas, image_ids)
+    ks = None if keypoint_scores is None else np.asarray(keypoint_scores, dtype=np.float64)
+    kept: list[int] = []
+    for img in np.unique(ids):
+        members = np.flatnonzero(ids == img)
+        order = members[np.argsort(-sc[members], kind="stable")]
+        while order.size > 0:
+            i = order[0]
+            kept.append(int(i))
+            rest = order[1:]
+            ovr = _oks_iou_reference(kp[i], kp[rest], ar[i], ar[rest], sg,
+                                     None if ks is None else ks[i], None if ks is None else ks[rest],
+                                     vis_thr)
+            order = rest[ovr <= thr]
+    return np.array(sorted(kept), dtype=np.int64)
