@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "stnet.data.cli",
     "stnet.evaluation.cli",
     "stnet.engine.cli",
+    "stnet.apps.cli",
 )
 
 
