@@ -1,0 +1,89 @@
+"""Classic MSRA heatmaps (Xiao et al., SimpleBaseline, ECCV 2018; HRNet): the biased convention,
+kept to reproduce models trained with it.
+
+The keypoint is quantised to the nearest heatmap pixel ``round(x / stride)`` with
+``stride = w_in / w_hm`` before drawing the Gaussian, and decoding takes the argmax plus a quarter
+pixel toward the higher neighbour (``refine="quarter"``), or a DARK step (``refine="dark"``).
+Encoding then decoding therefore loses up to half a heatmap pixel (``stride / 2`` input pixels)
+per axis; use :class:`~stnet.codecs.UDPHeatmap` for new work.
+
+Shapes::
+
+    encode(keypoints, visibility)
+        keypoints   (K, 2) or (N, K, 2)   crop (input) pixels, (x, y)
+        visibility  (K,)   or (N, K)      > 0 means labelled; None = all labelled
+        -> heatmaps (K, h, w) or (N, K, h, w) float32, peak 1.0 at the quantised centre
+        -> weights  (K,) or (N, K) float32: 0 for unlabelled joints and joints outside the
+                    crop ([-0.5, W_in - 0.5) x [-0.5, H_in - 0.5)), else 1
+    decode(heatmaps)   numpy array or torch tensor, (K, h, w) or (B, K, h, w)
+        -> keypoints (.., K, 2) float32 in crop (input) pixels, scores (.., K) float32
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from ._common import (ArrayLike, default_heatmap_size, gaussian_heatmaps, get_heatmap_maximum,
+                      heatmaps_in, keypoints_in, outputs, pair, refine_quarter)
+from .dark import refine_dark
+
+__all__ = ["MSRAHeatmap"]
+
+Refine = Literal["dark", "quarter", "none"]
+
+
+class MSRAHeatmap:
+    """Classic (quantised) Gaussian heatmap codec; arguments as :class:`UDPHeatmap`, with
+    ``refine="quarter"`` by default."""
+
+    unbiased = False
+
+    def __init__(self, input_size: Sequence[int] = (256, 192), heatmap_size: Sequence[int] | None = None,
+                 sigma: float = 2.0, refine: Refine = "quarter", blur_kernel_size: int = 11) -> None:
+        self.input_size = pair(input_size, "input_size")
+        self.heatmap_size = pair(heatmap_size, "heatmap_size") if heatmap_size is not None \
+            else default_heatmap_size(self.input_size)
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        if refine not in ("dark", "quarter", "none"):
+            raise ValueError(f"refine must be 'dark', 'quarter' or 'none', got {refine!r}")
+        self.sigma = float(sigma)
+        self.refine = refine
+        self.blur_kernel_size = int(blur_kernel_size)
+        (hi, wi), (hh, wh) = self.input_size, self.heatmap_size
+        self._stride = np.array([wi / wh, hi / hh], dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return (f"MSRAHeatmap(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
+                f"sigma={self.sigma}, refine={self.refine!r}, blur_kernel_size={self.blur_kernel_size})")
+
+    def encode(self, keypoints: ArrayLike, visibility: ArrayLike | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        kp, vis, single = keypoints_in(keypoints, visibility)
+        h, w = self.heatmap_size
+        finite = np.isfinite(kp).all(-1)
+        mu = np.floor(np.where(finite[..., None], kp, 0.0) / self._stride + 0.5)
+        # Judge "inside" on the crop, as HRNet does: a joint in the last input pixels keeps its
+        # label even though its quantised centre may round onto the column just past the map.
+        hi, wi = self.input_size
+        with np.errstate(invalid="ignore"):
+            inside = ((kp[..., 0] >= -0.5) & (kp[..., 0] < wi - 0.5)
+                      & (kp[..., 1] >= -0.5) & (kp[..., 1] < hi - 0.5))
+        valid = (vis > 0) & finite & inside
+        heatmaps = gaussian_heatmaps(mu, valid, self.heatmap_size, self.sigma)
+        weights = valid.astype(np.float32)
+        return (heatmaps[0], weights[0]) if single else (heatmaps, weights)
+
+    def decode(self, heatmaps: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+        hm, was_numpy, single = heatmaps_in(heatmaps)
+        if tuple(hm.shape[-2:]) != self.heatmap_size:
+            raise ValueError(f"heatmaps are {tuple(hm.shape[-2:])}, codec expects {self.heatmap_size}")
+        coords, scores = get_heatmap_maximum(hm)
+        if self.refine == "dark":
+            coords = refine_dark(hm, coords, self.blur_kernel_size, sigma=self.sigma)
+        elif self.refine == "quarter":
+            coords = refine_quarter(hm, coords)
+        coords = coords * torch.as_tensor(self._stride, dtype=coords.dtype, device=coords.device)
+        return outputs(coords, scores, was_numpy, single)

@@ -1,0 +1,79 @@
+"""``stnet train``, ``stnet eval`` and ``stnet plot``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stnet.config import parse_overrides
+
+__all__ = ["register"]
+
+
+def _cfg(args: argparse.Namespace):
+    from .config import load_config
+
+    over = parse_overrides(args.set)
+    if getattr(args, "output_dir", None):
+        over["runtime.output_dir"] = args.output_dir
+    return load_config(args.config, over)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = _cfg(args)
+    summary = train(cfg, resume=args.resume)
+    if summary.get("best_metric") is not None:
+        print(f"done: best {summary['metric_name']} {summary['best_metric']:.4f}; run dir {summary['run_dir']}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .train import evaluate_checkpoint
+
+    cfg = _cfg(args)
+    out = Path(args.output_dir) if args.output_dir else Path(args.checkpoint).resolve().parent / "eval"
+    metrics = evaluate_checkpoint(cfg, args.checkpoint, output_dir=out, use_ema=not args.no_ema)
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}))
+    print(f"metrics.json and raw predictions written to {out}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plot import plot_run
+
+    print(plot_run(args.run_dir, args.out))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a model from a recipe (CPU, GPU, or torchrun DDP)",
+                              description="Train from a recipe YAML (overrides of the defaults in "
+                                          "stnet.engine.config). Run under `torchrun --nproc_per_node N` "
+                                          "for DDP.")
+    p.add_argument("config", help="recipe YAML (configs/*.yaml) or a run's config.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config field, dotted (optim.lr=5e-4, runtime.amp=bf16); repeatable")
+    p.add_argument("--resume", metavar="PATH|auto", default=None,
+                   help="continue from a checkpoint, or 'auto': RUN_DIR/last.pt if it exists")
+    p.add_argument("--output-dir", metavar="DIR", default=None, help="run directory (runtime.output_dir)")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser("eval", help="evaluate a checkpoint on the recipe's validation split",
+                              description="Evaluate with the task's protocol (COCO AP / PCKh / PCK); "
+                                          "writes metrics.json and raw predictions.")
+    e.add_argument("config")
+    e.add_argument("--checkpoint", required=True, metavar="PATH")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+    e.add_argument("--output-dir", metavar="DIR", default=None,
+                   help="where to write metrics.json and predictions (default: CHECKPOINT_DIR/eval)")
+    e.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
+    e.add_argument("--json", action="store_true", help="also print the metrics as one JSON object")
+    e.set_defaults(func=_eval)
+
+    q = subparsers.add_parser("plot", help="plot loss and validation metric of a run (curves.png)")
+    q.add_argument("run_dir")
+    q.add_argument("--out", default=None, help="output PNG (default RUN_DIR/curves.png)")
+    q.set_defaults(func=_plot)

@@ -1,0 +1,130 @@
+"""Run observability: metrics.jsonl / metrics.csv, optional TensorBoard, plain or tqdm progress."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+__all__ = ["RunLogger", "Progress", "read_metrics", "CSV_FIELDS"]
+
+CSV_FIELDS = ("epoch", "iteration", "train_loss", "lr", "img_per_s", "epoch_time_s", "metric_name", "metric")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Epoch records of a run, in order (the last record wins for a repeated epoch, e.g. after a
+    resume re-ran an interrupted epoch)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (is {run_dir} a run directory?)")
+    by_epoch: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            by_epoch[int(rec["epoch"])] = rec
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+class RunLogger:
+    """Appends one record per epoch to ``metrics.jsonl`` and ``metrics.csv`` and mirrors scalars to
+    TensorBoard when it is installed. Inactive (no files) on ranks other than 0."""
+
+    def __init__(self, run_dir: str | Path | None, *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.tb = None
+        if self.run_dir is not None and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.run_dir / "tb"))
+            except Exception:  # noqa: BLE001 - tensorboard not installed: files only
+                self.tb = None
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+        csv_path = self.run_dir / "metrics.csv"
+        new = not csv_path.is_file()
+        with open(csv_path, "a", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: record.get(k, "") for k in CSV_FIELDS})
+        if self.tb is not None:
+            step = int(record["epoch"])
+            for k in ("train_loss", "lr", "img_per_s"):
+                if isinstance(record.get(k), (int, float)):
+                    self.tb.add_scalar(f"train/{k}", record[k], step)
+            for k, v in (record.get("val") or {}).items():
+                if isinstance(v, (int, float)) and math.isfinite(v) and "/" not in k:
+                    self.tb.add_scalar(f"val/{k}", v, step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt_time(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """Iterate a loader with a tqdm bar (loss, lr, img/s, ETA) on an interactive terminal, or plain
+    log lines every ``log_interval`` iterations otherwise. Silent when ``enabled`` is False."""
+
+    def __init__(self, iterable: Iterable[Any], total: int, desc: str, *, enabled: bool = True,
+                 log_interval: int = 50, tty: bool | None = None) -> None:
+        self.iterable, self.total, self.desc = iterable, total, desc
+        self.enabled = enabled
+        self.log_interval = max(1, int(log_interval))
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self.bar = None
+        self.start = time.perf_counter()
+        self.n = 0
+        self.images = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, dynamic_ncols=True, leave=True)
+        self.start = time.perf_counter()
+        for i, item in enumerate(self.iterable):
+            if i >= self.total:
+                break
+            yield item
+        if self.bar is not None:
+            self.bar.close()
+
+    def update(self, batch_size: int, loss: float, lr: float) -> None:
+        self.n += 1
+        self.images += batch_size
+        elapsed = time.perf_counter() - self.start
+        ips = self.images / max(elapsed, 1e-9)
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3e}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}", refresh=False)
+            self.bar.update(1)
+        elif self.n % self.log_interval == 0 or self.n == self.total:
+            eta = elapsed / self.n * (self.total - self.n)
+            print(f"{self.desc} [{self.n}/{self.total}] loss {loss:.4e} lr {lr:.2e} "
+                  f"{ips:.1f} img/s eta {_fmt_time(eta)}", flush=True)
+
+    @property
+    def img_per_s(self) -> float:
+        return self.images / max(time.perf_counter() - self.start, 1e-9)

@@ -1,0 +1,44 @@
+"""``stnet plot RUN_DIR``: training loss and validation metric vs epoch -> ``RUN_DIR/curves.png``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .logger import read_metrics
+
+__all__ = ["plot_run"]
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    recs = read_metrics(run_dir)
+    if not recs:
+        raise ValueError(f"{run_dir}/metrics.jsonl has no epoch records yet")
+    out = Path(out) if out is not None else run_dir / "curves.png"
+    epochs = [r["epoch"] for r in recs]
+    loss = [r.get("train_loss") for r in recs]
+    val = [(r["epoch"], r["metric"]) for r in recs if r.get("metric") is not None]
+    name = next((r.get("metric_name") for r in recs if r.get("metric_name")), "val metric")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a1.plot(epochs, loss, "o-", color="tab:blue")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("train loss")
+    a1.set_yscale("log")
+    a1.set_title("training loss")
+    a1.grid(alpha=0.3)
+    if val:
+        a2.plot([e for e, _ in val], [m for _, m in val], "o-", color="tab:orange")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel(name)
+    a2.set_title(f"validation {name}")
+    a2.grid(alpha=0.3)
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,214 @@
+"""End-to-end training on a tiny synthetic COCO-format set: files, eval CLI, bf16 autocast,
+checkpoints (atomic, corrupted, SIGKILL + resume), and DDP with 2 gloo processes under torchrun."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stnet.cli import main as stnet_main
+from stnet.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stnet.engine.synthetic import make_synthetic_coco
+
+RECIPE = """\
+model: {{name: stnet_1s, overrides: {{width: 8}}}}
+input_size: [64, 64]
+data_root: {root}
+train: {{kind: coco, ann_file: annotations.json, image_dir: images, augment: {{rotation_factor: 10.0}}}}
+val: {{kind: coco, ann_file: annotations.json, image_dir: images, split: val}}
+schedule: {{epochs: {epochs}, milestones: [2]}}
+runtime: {{batch_size: 2, workers: 0, deterministic: true, log_interval: 1, tensorboard: false,
+          output_dir: {out}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("syn")
+    make_synthetic_coco(root, num_images=6, image_size=(80, 64))
+    return root
+
+
+def recipe(tmp: Path, syn: Path, out: Path, epochs: int = 2) -> Path:
+    p = tmp / "tiny.yaml"
+    p.write_text(RECIPE.format(root=syn, out=out, epochs=epochs))
+    return p
+
+
+def run_cli(args, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "stnet.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_tiny_run_writes_everything_and_eval_cli(tmp_path, syn, capsys):
+    out = tmp_path / "run"
+    assert stnet_main(["train", str(recipe(tmp_path, syn, out))]) == 0
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "config.yaml", "curves.png"):
+        assert (out / name).is_file(), name
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2] and all(r["metric_name"] == "AP" for r in recs)
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 2 and ck["iteration"] == 6 and ck["config"]["input_size"] == [64, 64]
+    assert set(ck["rng"]) == {"python", "numpy", "torch", "cuda"}
+    # the lr dropped x0.1 at epoch 2 (milestone), per iteration
+    assert recs[1]["lr"] == pytest.approx(1e-4)
+    capsys.readouterr()
+    ev = tmp_path / "ev"
+    assert stnet_main(["eval", str(out / "config.yaml"), "--checkpoint", str(out / "best.pt"),
+                       "--output-dir", str(ev), "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Method |  AP |" in printed and "ground-truth boxes" in printed
+    assert (ev / "metrics.json").is_file() and (ev / "keypoints_results.json").is_file()
+    assert (ev / "predictions_raw.npz").is_file()
+    # stnet plot
+    (out / "curves.png").unlink()
+    assert stnet_main(["plot", str(out)]) == 0 and (out / "curves.png").is_file()
+
+
+def test_bf16_autocast_smoke_on_cpu(tmp_path, syn):
+    from stnet.engine.config import load_config
+    from stnet.engine.train import (HeatmapLoss, amp_settings, build_datasets, build_model, build_optimizer,
+                                    build_scheduler, train_one_epoch)
+    from stnet.data.build import build_dataloader
+
+    cfg = load_config(recipe(tmp_path, syn, tmp_path / "r"), {"runtime.amp": "bf16"})
+    ds, _ = build_datasets(cfg, val=False)
+    loader = build_dataloader(ds, batch_size=2, num_workers=0)
+    model = build_model(cfg, ds.skeleton.num_keypoints)
+    opt = build_optimizer(cfg, model)
+    amp = amp_settings("bf16", torch.device("cpu"))
+    assert amp == (True, torch.bfloat16, False)
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = train_one_epoch(model, loader, HeatmapLoss(), opt, build_scheduler(cfg, opt, len(loader)),
+                            torch.amp.GradScaler("cpu", enabled=False), device=torch.device("cpu"), epoch=0,
+                            amp=amp, max_iters=1, show=False, grad_clip=1.0)
+    assert stats["iters"] == 1 and torch.isfinite(torch.tensor(stats["train_loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        amp_settings("fp16", torch.device("cpu"))
+
+
+def test_loss_weights_and_ohkm():
+    from stnet.engine.train import HeatmapLoss
+
+    pred, tgt = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    pred[:, 0] = 1.0
+    w = torch.tensor([[0.0, 1, 1], [1, 1, 1]])
+    assert HeatmapLoss()(pred, tgt, w).item() == pytest.approx(0.5 * 1 / 6)
+    assert HeatmapLoss(use_target_weight=False)(pred, tgt, w).item() == pytest.approx(0.5 * 2 / 6)
+    assert HeatmapLoss(ohkm_topk=1)(pred, tgt, w).item() == pytest.approx(0.5 * (0 + 1) / 2)
+
+
+def test_checkpoint_atomic_and_corrupted(tmp_path):
+    p = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1, "iteration": 5}, p)
+    assert load_checkpoint(p)["epoch"] == 1
+    assert [f.name for f in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+    data = p.read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.pt is truncated or corrupted"):
+        load_checkpoint(bad)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(junk)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pt is empty"):
+        load_checkpoint(empty)
+
+
+def test_cli_resume_from_corrupted_checkpoint_is_one_line_error(tmp_path, syn, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    rc = stnet_main(["train", str(recipe(tmp_path, syn, tmp_path / "r")), "--resume", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.pt is truncated or corrupted" in err and "Traceback" not in err
+
+
+def _wait_for_epoch(path: Path, epoch: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before it could be killed:\n{proc.stdout.read()}")
+        if path.is_file():
+            try:
+                if load_checkpoint(path)["epoch"] >= epoch:
+                    return
+            except CheckpointError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for a checkpoint")
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, syn):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cfg_full = recipe(tmp_path, syn, full, epochs=3)
+    p = run_cli(["train", str(cfg_full)])
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+
+    (tmp_path / "k").mkdir()
+    cfg_killed = recipe(tmp_path / "k", syn, killed, epochs=3)
+    p = run_cli(["train", str(cfg_killed)])
+    _wait_for_epoch(killed / "last.pt", 1, p)
+    p.send_signal(signal.SIGKILL)  # somewhere in epoch 2
+    p.wait()
+    assert load_checkpoint(killed / "last.pt")["epoch"] in (1, 2)  # intact, never half-written
+    p = run_cli(["train", str(cfg_killed), "--resume", "auto"])
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0 and "resumed from" in out, out
+
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(killed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3 and a["iteration"] == b["iteration"]
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for k in sa[i]:
+            assert torch.equal(torch.as_tensor(sa[i][k]), torch.as_tensor(sb[i][k])), (i, k)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    assert a["best_metric"] == b["best_metric"]
+
+
+DDP_SCRIPT = """
+import json, os, sys
+from stnet.engine.config import load_config
+from stnet.engine.train import train
+cfg = load_config(sys.argv[1], {"schedule.epochs": 1, "runtime.max_iters_per_epoch": 2, "runtime.batch_size": 1})
+s = train(cfg)
+print("RESULT", os.environ["RANK"], json.dumps({"digest": s["weights_digest"], "all": s.get("rank_digests")}))
+"""
+
+
+def test_ddp_two_cpu_processes_gloo(tmp_path, syn):
+    out_parent = tmp_path / "runs"
+    cfg = recipe(tmp_path, syn, out_parent / "ddp")
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(script), str(cfg)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT"):
+            _, rank, payload = line.split(" ", 2)
+            results[int(rank)] = json.loads(payload)
+    assert set(results) == {0, 1}
+    assert results[0]["digest"] == results[1]["digest"]
+    assert results[0]["all"] == [results[0]["digest"]] * 2
+    assert [p.name for p in out_parent.iterdir()] == ["ddp"]
+    assert load_checkpoint(out_parent / "ddp" / "last.pt")["iteration"] == 2
+    # one progress/log stream: only rank 0 prints the per-epoch line
+    assert r.stdout.count("epoch 1/1 loss") == 1
