@@ -103,6 +103,16 @@ def test_backward_finite_and_every_parameter_used(stages):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+@pytest.mark.parametrize("init", ["kaiming", "hrnet"])
+def test_init_modes(init):
+    model = STNet_small(1, init=init)
+    head_std = float(model.head.weight.std())
+    assert 0.0005 < head_std < 0.002  # heatmap head starts near zero in both modes
+    conv = model.units[0].transition[1][0]
+    expected = (2.0 / (conv.out_channels * 9)) ** 0.5 if init == "kaiming" else 0.001
+    assert float(conv.weight.std()) == pytest.approx(expected, rel=0.1)
+
+
 def test_eval_is_deterministic_and_seeded_builds_match():
     torch.manual_seed(1)
     a = STNet_small(1).eval()
@@ -228,7 +238,8 @@ def test_fold_batchnorm_keeps_outputs():
     x = torch.randn(2, 3, 128, 96)
     with torch.no_grad():
         ref, out = model(x), fused(x)
-    assert (ref - out).abs().max() <= 1e-4 * ref.abs().max()
+    # float32 reassociation over ~100 layers; a folding bug gives O(1) relative error
+    assert (ref - out).abs().max() <= 1e-3 * ref.abs().max()
 
 
 # ---- CLI --------------------------------------------------------------------------------
