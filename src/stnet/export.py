@@ -1,33 +1,170 @@
 """Export models for deployment (ONNX).
 
-The exported graph takes ``images`` (B, 3, H, W) float32, ImageNet-normalised, and returns
-``heatmaps`` (B, K, H/4, W/4); the batch dimension is dynamic. BatchNorm is folded first (the
-function is unchanged, see stnet.models.fuse). Files are written atomically: an existing file at
-``path`` is replaced only once the new export is complete.
+Plain export (:func:`export_onnx`): the graph takes ``images`` (B, 3, H, W) float32,
+ImageNet-normalised, and returns ``heatmaps`` (B, K, H/4, W/4); the batch dimension is dynamic.
+
+With ``decode=True`` the heatmap decoding runs inside the graph (:class:`DecodeHead`), so an ONNX
+user gets ``keypoints`` (B, K, 2) float32 and ``scores`` (B, K) float32 directly:
+
+* integer argmax of each heatmap, score = the heatmap maximum (as :mod:`stnet.codecs`);
+* DARK-style sub-pixel refinement: the heatmap is Gaussian-blurred (same kernel as DARK / the
+  codec's ``blur_kernel_size``), and one Newton step on the log of the blurred map's 3x3
+  neighbourhood around the argmax (stencil moved inward at the border) is taken, kept only when
+  the local quadratic is a maximum and the step stays within 1.5 heatmap pixels. This equals
+  :func:`stnet.codecs.refine_dark` with ``sigma=None`` (no border-bias lookup table): it differs
+  from the Python decoder only for keypoints within ~2 heatmap pixels of the crop border;
+* heatmap -> crop pixels with the codec's geometry (UDP: ``x * (W-1)/(w-1)``; classic: ``x * W/w``);
+* with ``with_affine=True`` a second input ``affine`` (B, 2, 3) float32 holds per-crop matrices
+  mapping crop pixels to image pixels (the inverse of the crop warp, e.g.
+  ``stnet.data.transforms.get_warp_matrix(center, scale, 0, (H, W), inverse=True)``) and the
+  outputs are in image pixels.
+
+BatchNorm is folded first (the function is unchanged, see stnet.models.fuse). Files are written
+atomically: an existing file at ``path`` is replaced only once the new export is complete.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .models.fuse import fold_batchnorm
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "DecodeHead", "DecodingModel"]
+
+
+def _blur_kernel(kernel_size: int) -> torch.Tensor:
+    from .codecs.dark import blur_kernel_1d
+
+    return torch.as_tensor(blur_kernel_1d(kernel_size), dtype=torch.float32)
+
+
+class DecodeHead(nn.Module):
+    """Heatmaps ``(B, K, h, w)`` -> keypoints ``(B, K, 2)`` in crop pixels (or image pixels when an
+    ``affine`` ``(B, 2, 3)`` crop->image matrix is given) and scores ``(B, K)``. Traceable and
+    ONNX-exportable (no data-dependent control flow); see the module docstring."""
+
+    def __init__(self, num_joints: int, input_size: Sequence[int], heatmap_size: Sequence[int] | None = None,
+                 blur_kernel_size: int = 11, unbiased: bool = True, refine: bool = True, eps: float = 1e-10) -> None:
+        super().__init__()
+        hi, wi = int(input_size[0]), int(input_size[1])
+        hh, wh = (int(heatmap_size[0]), int(heatmap_size[1])) if heatmap_size else (hi // 4, wi // 4)
+        self.num_joints, self.heatmap_size, self.refine, self.eps = int(num_joints), (hh, wh), bool(refine), float(eps)
+        if unbiased:
+            ratio = [(wi - 1) / (wh - 1), (hi - 1) / (hh - 1)]
+        else:
+            ratio = [wi / wh, hi / hh]
+        self.register_buffer("ratio", torch.tensor(ratio, dtype=torch.float32), persistent=False)
+        self.ks = int(blur_kernel_size)
+        if self.ks > 1 and self.ks % 2 == 0:
+            raise ValueError(f"blur kernel size must be odd, got {self.ks}")
+        g = _blur_kernel(max(self.ks, 1))
+        k = self.num_joints
+        self.register_buffer("gx", g.view(1, 1, 1, -1).repeat(k, 1, 1, 1), persistent=False)
+        self.register_buffer("gy", g.view(1, 1, -1, 1).repeat(k, 1, 1, 1), persistent=False)
+
+    def forward(self, heatmaps: torch.Tensor, affine: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, k, h, w = heatmaps.shape
+        flat = heatmaps.reshape(b, k, h * w)
+        scores, idx = flat.max(dim=-1)
+        ax = idx % w
+        ay = torch.div(idx, w, rounding_mode="floor")
+        x = ax.to(heatmaps.dtype)
+        y = ay.to(heatmaps.dtype)
+        if self.refine and h >= 3 and w >= 3:
+            hm = heatmaps
+            if self.ks > 1:
+                p = self.ks // 2
+                hm = F.conv2d(hm, self.gx.to(hm.dtype), padding=(0, p), groups=k)
+                hm = F.conv2d(hm, self.gy.to(hm.dtype), padding=(p, 0), groups=k)
+            logm = torch.log(hm.clamp_min(self.eps)).reshape(b, k, h * w)
+            cx = ax.clamp(1, w - 2)
+            cy = ay.clamp(1, h - 2)
+            centre = cy * w + cx
+            offs = torch.tensor([-w - 1, -w, -w + 1, -1, 0, 1, w - 1, w, w + 1], dtype=centre.dtype,
+                                device=centre.device)
+            st = logm.gather(-1, centre.unsqueeze(-1) + offs)  # (B, K, 9): rows dy=-1,0,1 x cols dx
+            ul, u, ur, l, c, r, dl, d, dr = st.unbind(-1)
+            gx = 0.5 * (r - l)
+            gy = 0.5 * (d - u)
+            hxx = r - 2 * c + l
+            hyy = d - 2 * c + u
+            hxy = 0.25 * (dr - ur - dl + ul)
+            det = hxx * hyy - hxy * hxy
+            ok = (det > 1e-12) & (hxx < 0)
+            safe = torch.where(ok, det, torch.ones_like(det))
+            nx = cx.to(x.dtype) - (hyy * gx - hxy * gy) / safe
+            ny = cy.to(y.dtype) - (hxx * gy - hxy * gx) / safe
+            ok = ok & ((nx - x).abs() <= 1.5) & ((ny - y).abs() <= 1.5)
+            x = torch.where(ok, nx, x)
+            y = torch.where(ok, ny, y)
+        kp = torch.stack([x, y], dim=-1) * self.ratio.to(heatmaps.dtype)
+        if affine is not None:
+            a = affine.to(kp.dtype)
+            kp = kp @ a[:, :, :2].transpose(1, 2) + a[:, None, :, 2]
+        return kp, scores
+
+
+class DecodingModel(nn.Module):
+    """``model`` followed by :class:`DecodeHead`: images (+ affine) -> keypoints, scores."""
+
+    def __init__(self, model: nn.Module, head: DecodeHead, with_affine: bool = False) -> None:
+        super().__init__()
+        self.model, self.head, self.with_affine = model, head, with_affine
+
+    def forward(self, images: torch.Tensor, affine: torch.Tensor | None = None):
+        hm = self.model(images)
+        while isinstance(hm, (list, tuple)):
+            hm = hm[-1]
+        return self.head(hm, affine if self.with_affine else None)
+
+
+def _model_geometry(model: nn.Module, input_size) -> tuple[tuple[int, int], int]:
+    cfg = getattr(model, "cfg", None)
+    if input_size is None:
+        input_size = tuple(getattr(cfg, "input_size", (256, 192)))
+    k = int(getattr(cfg, "num_joints", 0) or getattr(model, "num_joints", 0) or 0)
+    return (int(input_size[0]), int(input_size[1])), k
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] | None = None,
-                opset: int = 17, fold_bn: bool = True, dynamic_batch: bool = True) -> Path:
-    """Write ``model`` as ONNX to ``path`` and return the path."""
+                opset: int = 17, fold_bn: bool = True, dynamic_batch: bool = True, *,
+                decode: bool = False, with_affine: bool = False, unbiased: bool = True,
+                blur_kernel_size: int = 11, metadata: dict | None = None) -> Path:
+    """Write ``model`` as ONNX to ``path`` and return the path.
+
+    ``decode``: append :class:`DecodeHead` (outputs ``keypoints``, ``scores``); ``with_affine``
+    adds the ``affine`` input (implies ``decode``). ``unbiased`` / ``blur_kernel_size`` must match
+    the codec the model was trained with (UDP + 11 by default). ``metadata`` (json-able dict) is
+    stored in the model's ``metadata_props`` under ``stnet`` (skeleton, input size, ...).
+    """
     path = Path(path)
-    if input_size is None:
-        input_size = tuple(getattr(getattr(model, "cfg", None), "input_size", (256, 192)))
+    input_size, k = _model_geometry(model, input_size)
     model = fold_batchnorm(model) if fold_bn else model.eval()
+    decode = decode or with_affine
     dummy = torch.zeros(1, 3, *input_size)
+    if decode:
+        if not k:
+            with torch.no_grad():
+                out = model(dummy)
+            while isinstance(out, (list, tuple)):
+                out = out[-1]
+            k = int(out.shape[1])
+        head = DecodeHead(k, input_size, blur_kernel_size=blur_kernel_size, unbiased=unbiased)
+        net: nn.Module = DecodingModel(model, head, with_affine).eval()
+        inputs: tuple = (dummy, torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])) if with_affine else (dummy,)
+        input_names = ["images", "affine"] if with_affine else ["images"]
+        output_names = ["keypoints", "scores"]
+    else:
+        net, inputs, input_names, output_names = model, (dummy,), ["images"], ["heatmaps"]
+    dyn = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
     os.close(fd)
@@ -36,11 +173,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
             # The TorchScript-based exporter is deprecated in favour of torch.export's, which needs
             # onnxscript; ours has no data-dependent control flow, so tracing is exact.
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (dummy,), tmp, dynamo=False, opset_version=opset,
-                input_names=["images"], output_names=["heatmaps"],
-                dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None,
-            )
+            torch.onnx.export(net, inputs, tmp, dynamo=False, opset_version=opset,
+                              input_names=input_names, output_names=output_names, dynamic_axes=dyn)
+        if metadata:
+            try:
+                import onnx
+
+                m = onnx.load(tmp)
+                entry = m.metadata_props.add()
+                entry.key, entry.value = "stnet", json.dumps(metadata)
+                onnx.save(m, tmp)
+            except ImportError:  # metadata is a convenience; the graph is complete without it
+                pass
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

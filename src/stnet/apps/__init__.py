@@ -1,0 +1,1 @@
+"""Applications on top of the library: `stnet predict`, `stnet export`, `stnet bench`."""

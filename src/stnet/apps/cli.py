@@ -1,0 +1,205 @@
+"""`stnet predict`, `stnet export` and `stnet bench`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    from stnet.models.cli import parse_size
+
+    return parse_size(text)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None,
+                   help="weights (checkpoint or bare state_dict) for a registered model name given as MODEL")
+    p.add_argument("--skeleton", default=None, help="keypoint layout (default: from the checkpoint / model)")
+    p.add_argument("--input-size", type=_size, default=None, metavar="HxW", help="crop size (default: the model's)")
+
+
+def _estimator(spec: str, args: argparse.Namespace, **kw):
+    from stnet.inference import PoseEstimator, UntrainedWeightsWarning
+
+    if args.skeleton:
+        kw["skeleton"] = args.skeleton
+    if args.input_size:
+        kw["input_size"] = args.input_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)  # we say it ourselves, once, below
+        est = PoseEstimator.from_spec(spec, weights=args.weights, **kw)
+    if est.untrained:
+        print(f"stnet {args.command}: WARNING: {spec} runs UNTRAINED (randomly initialised) weights - the keypoints "
+              "are meaningless. Pass a checkpoint (--model runs/<name>/best.pt) or --weights.", file=sys.stderr)
+    return est
+
+
+# ------------------------------------------------------------------------------------------ predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from stnet.apps.predict import classify_input, run_predict
+    from stnet.detectors import build_detector, load_boxes_file
+
+    classify_input(args.input)  # fail early on a missing input, before loading the model
+    boxes = load_boxes_file(args.boxes, args.ann, min_score=args.box_score) if args.boxes else None
+    if args.ann and not args.boxes:
+        raise ValueError("--ann is only used with --boxes (a COCO detection-results json)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector = build_detector(args.detector) if not boxes else None
+    for w in caught:
+        print(f"stnet predict: note: {w.message}", file=sys.stderr)
+    est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
+                     detector=detector)
+    print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
+          f"{args.backend}), boxes: {'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
+    out_dir = Path(args.output_dir)
+    s = run_predict(est, args.input, output_dir=out_dir, json_out=Path(args.json_out) if args.json_out else None,
+                    boxes=boxes,
+                    threshold=args.threshold if args.threshold is not None else (-1.0 if est.untrained else 0.3), render_images=not args.no_render, show=args.show,
+                    track=not args.no_track, smooth=args.smooth, track_metric=args.track_metric,
+                    max_frames=args.max_frames, progress=None if not args.no_progress else False,
+                    print_fn=lambda m: print(m, file=sys.stderr))
+    unit = "frame" if s["kind"] in ("video", "webcam") else "image"
+    print(f"stnet predict: {s['inputs']} {unit}(s), {s['persons']} person(s)"
+          + (f", {len(s['skipped'])} skipped" if s["skipped"] else "")
+          + (f", {s['missing_boxes']} image(s) not in --boxes (no persons)" if s["missing_boxes"] else "")
+          + f"; json: {s['json']}" + (f"; overlays: {out_dir}" if s["outputs"] else ""))
+    if est.untrained:
+        print("stnet predict: (untrained weights: the keypoints drawn are random)", file=sys.stderr)
+    return 0 if s["inputs"] or not s["skipped"] else 1
+
+
+# ------------------------------------------------------------------------------------------ export
+def cmd_export(args: argparse.Namespace) -> int:
+    from stnet.export import export_onnx
+
+    if args.format != "onnx":
+        raise ValueError(f"unsupported export format {args.format!r} (only onnx)")
+    est = _estimator(args.model, args)
+    if est.network is None:
+        raise ValueError(f"{args.model} is already an ONNX file")
+    out = Path(args.output or f"{Path(str(args.model).rstrip('/')).stem if not est.model_name == args.model else args.model}"
+               f"{'_decode' if args.decode or args.with_affine else ''}.onnx")
+    meta = {"model": est.model_name, "skeleton": est.skeleton.name, "keypoint_names": list(est.skeleton.keypoint_names),
+            "input_size": list(est.input_size), "normalize": "ImageNet mean/std on RGB 0..255",
+            "codec": est.codec_config.kind, "decode": bool(args.decode or args.with_affine),
+            "with_affine": bool(args.with_affine), "untrained": est.untrained, "source": est.source}
+    path = export_onnx(est.network, out, est.input_size, opset=args.opset, decode=args.decode,
+                       with_affine=args.with_affine, unbiased=est.unbiased,
+                       blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
+    print(f"stnet export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB; inputs: images (B, 3, "
+          f"{est.input_size[0]}, {est.input_size[1]})" + (", affine (B, 2, 3)" if args.with_affine else "")
+          + "; outputs: " + ("keypoints (B, K, 2), scores (B, K)" if args.decode or args.with_affine
+                            else "heatmaps (B, K, h, w)") + ")")
+    if not args.no_check:
+        try:
+            diff = check_onnx(est, path, with_affine=args.with_affine, decode=args.decode or args.with_affine)
+            print(f"stnet export: onnxruntime vs PyTorch max abs diff {diff:.2e}")
+        except ImportError:
+            print("stnet export: onnxruntime not installed; parity not checked")
+    return 0
+
+
+def check_onnx(est, path: Path, *, decode: bool, with_affine: bool) -> float:
+    """Max abs difference between the ONNX file and the PyTorch model on a random batch of 2."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from stnet.export import DecodeHead, DecodingModel
+    from stnet.models.fuse import fold_batchnorm
+
+    x = torch.randn(2, 3, *est.input_size)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    net = fold_batchnorm(est.network)
+    feed = {"images": x.numpy()}
+    aff = torch.tensor([[[2.0, 0, 5], [0, 2.0, 7]]] * 2)
+    if with_affine:
+        feed["affine"] = aff.numpy()
+    outs = sess.run(None, feed)
+    with torch.inference_mode():
+        if decode:
+            head = DecodeHead(est.skeleton.num_keypoints, est.input_size, unbiased=est.unbiased,
+                              blur_kernel_size=est.codec_config.blur_kernel_size)
+            ref = DecodingModel(net, head, with_affine)(x, aff if with_affine else None)
+            return float(max(np.abs(o - r.numpy()).max() for o, r in zip(outs, ref)))
+        ref = net(x)
+    return float(np.abs(outs[0] - ref.numpy()).max())
+
+
+# ------------------------------------------------------------------------------------------ bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from stnet.bench import format_table, run_benchmark, write_results
+
+    result = run_benchmark(args.models, args.batches, args.size, rounds=args.rounds, warmup=args.warmup,
+                           threads=args.threads, cuda=False if args.no_cuda else None,
+                           print_fn=lambda m: print(m, file=sys.stderr))
+    if args.out:
+        j, m = write_results(result, args.out)
+        print(f"stnet bench: wrote {j} and {m}", file=sys.stderr)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="pose estimation on an image, folder, video or webcam",
+                       description="Estimate poses; writes overlays and a json of keypoints (see docs/inference.md).")
+    p.add_argument("input", help="image file, folder of images, video file, or webcam index (0)")
+    p.add_argument("--model", default="stnet_1s",
+                   help="registered model name (untrained unless --weights), checkpoint file, run directory, "
+                        "or exported .onnx (default stnet_1s)")
+    _add_model_args(p)
+    p.add_argument("--detector", default="auto", choices=["auto", "hog", "whole"],
+                   help="person boxes when --boxes is not given: OpenCV's HOG people detector (upright, "
+                        "unoccluded people only; needs OpenCV 4.x), the whole image, or auto (default: HOG when "
+                        "available, else whole image)")
+    p.add_argument("--boxes", default=None, help="json {image file name: [[x, y, w, h(, score)], ...]} or a COCO "
+                                                 "detection-results json (with --ann)")
+    p.add_argument("--ann", default=None, help="COCO annotation json mapping image ids to file names (for --boxes)")
+    p.add_argument("--box-score", type=float, default=0.0, help="ignore --boxes entries scoring below this")
+    p.add_argument("--output-dir", default="runs/predict", help="overlays and json go here (default runs/predict)")
+    p.add_argument("--json-out", default=None, help="results json (default OUTPUT_DIR/predictions.json)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="draw keypoints scoring above this (default 0.3; with untrained weights all are drawn)")
+    p.add_argument("--flip", action="store_true", help="flip test (2x compute, a little more accurate)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--show", action="store_true", help="show overlays in a window (needs a GUI OpenCV build)")
+    p.add_argument("--no-render", action="store_true", help="json only, no overlay images / video")
+    p.add_argument("--no-track", action="store_true", help="video: do not track person ids")
+    p.add_argument("--track-metric", default="iou", choices=["iou", "oks"])
+    p.add_argument("--smooth", action="store_true", help="video: one-euro smoothing of tracked keypoints")
+    p.add_argument("--max-frames", type=int, default=None, help="video/webcam: stop after N frames")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("export", help="export a model to ONNX (optionally with decoding in the graph)",
+                       description="Export to ONNX with a dynamic batch. --decode adds argmax + DARK-style sub-pixel "
+                                   "refinement (outputs keypoints, scores); --with-affine adds a per-crop 2x3 "
+                                   "crop->image matrix input so keypoints come out in image pixels.")
+    e.add_argument("model", help="registered model name, checkpoint file or run directory")
+    _add_model_args(e)
+    e.add_argument("--format", default="onnx", choices=["onnx"])
+    e.add_argument("--output", "-o", default=None, help="output path (default <model>[_decode].onnx)")
+    e.add_argument("--decode", action="store_true", help="decode heatmaps to keypoints + scores inside the graph")
+    e.add_argument("--with-affine", action="store_true", help="also map crop -> image pixels (implies --decode)")
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch parity check")
+    e.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("bench", help="inference speed: eager vs onnxruntime, stnet vs hrnet_w32",
+                       description="Latency (batch 1) and throughput (batch 8/32), PyTorch eager / folded / "
+                                   "onnxruntime on CPU (and GPU when present), params / GFLOPs, rewrite diffs.")
+    b.add_argument("--models", nargs="+", default=["stnet_1s", "hrnet_w32"])
+    b.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    b.add_argument("--size", type=_size, default=(256, 192), metavar="HxW")
+    b.add_argument("--rounds", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--no-cuda", action="store_true")
+    b.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
+    b.add_argument("--json", action="store_true", help="print json instead of the table")
+    b.set_defaults(func=cmd_bench)

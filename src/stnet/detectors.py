@@ -1,0 +1,302 @@
+"""Person boxes for top-down pose estimation: pluggable, nothing downloaded.
+
+A *detector* is any callable ``detector(image_rgb) -> (N, 5) float array`` of
+``[x, y, w, h, score]`` boxes in image pixels (COCO layout, docs/conventions.md). Built in:
+
+=====================  ==========================================================================
+:class:`WholeImage`     one box covering the whole image. Right for images that are already
+                        person crops (one person filling the frame); wrong for anything else.
+:class:`HOGDetector`    (OpenCV 4.x only: OpenCV 5 removed ``cv2.HOGDescriptor``; ``"auto"`` then
+                        falls back to the whole image with a warning) OpenCV's HOG + linear-SVM people detector (Dalal & Triggs 2005), shipped
+                        inside OpenCV, so there is nothing to download. Honest trade-offs: it finds
+                        upright, mostly unoccluded, standing/walking people at least ~100 px tall;
+                        it misses small, sitting, lying, occluded, strongly foreshortened or
+                        non-upright persons (sports, crowds), its boxes are loose, and it is slow on
+                        large images (a multi-scale sliding window; we downscale to
+                        ``max_side`` px first, ~0.1-0.5 s per image on one CPU core). Use it to
+                        try the tool; use a modern detector (:class:`CallableDetector`) or
+                        ``--boxes`` for real work.
+:class:`CallableDetector` adapter for a user's detector (e.g. a YOLO model they already have):
+                        wraps any function returning boxes as ``xywh`` or ``xyxy`` with or without
+                        scores, numpy or torch, and keeps those above ``min_score``.
+:class:`StaticBoxes`    boxes given by the user per image file name, from a json mapping
+                        ``name -> [[x, y, w, h(, score)], ...]`` or a COCO detection-results json
+                        plus the annotation json for the image ids (:func:`load_boxes_file`).
+=====================  ==========================================================================
+
+Box validity (:func:`sanitize_boxes`): boxes are clipped to the image; a box with no area inside the
+image (entirely outside, zero or negative size, NaN) is dropped with a warning. Nothing raises for a
+bad box so that one bad entry cannot stop a folder run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "StaticBoxes", "as_boxes", "sanitize_boxes",
+           "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes"]
+
+DETECTORS = ("auto", "hog", "whole")
+
+
+def hog_available() -> bool:
+    """Whether this OpenCV build has the HOG people detector (OpenCV 4.x has it; OpenCV 5 moved
+    ``HOGDescriptor`` out of the main package)."""
+    return hasattr(cv2, "HOGDescriptor") and hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")
+
+
+def as_boxes(boxes: Any, fmt: str = "xywh") -> np.ndarray:
+    """Any list / array / tensor of boxes -> float64 ``(N, 5)`` ``[x, y, w, h, score]``.
+
+    Accepts ``(4,)``, ``(N, 4)`` (score 1) or ``(N, 5+)`` (5th column is the score, more columns
+    such as a class id are ignored). ``fmt="xyxy"`` converts corners to ``xywh``.
+    """
+    if boxes is None:
+        return np.zeros((0, 5))
+    if hasattr(boxes, "detach"):  # torch tensor
+        boxes = boxes.detach().cpu().numpy()
+    if isinstance(boxes, (list, tuple)) and boxes and isinstance(boxes[0], (list, tuple, np.ndarray)):
+        lens = {len(r) for r in boxes}
+        if len(lens) > 1:  # mixed [x, y, w, h] and [x, y, w, h, score] rows
+            if min(lens) < 4:
+                raise ValueError(f"boxes must be [x, y, w, h] or [x, y, w, h, score] rows, got lengths {sorted(lens)}")
+            boxes = [list(r[:5]) + [1.0] * (5 - len(r[:5])) for r in boxes]
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        return np.zeros((0, 5))
+    if b.ndim == 1:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] < 4:
+        raise ValueError(f"boxes must be [x, y, w, h] or [x, y, w, h, score] rows, got shape {b.shape}")
+    out = np.ones((len(b), 5))
+    out[:, :4] = b[:, :4]
+    if b.shape[1] >= 5:
+        out[:, 4] = b[:, 4]
+    if fmt == "xyxy":
+        out[:, 2:4] = out[:, 2:4] - out[:, 0:2]
+    elif fmt != "xywh":
+        raise ValueError(f"box format must be 'xywh' or 'xyxy', got {fmt!r}")
+    return out
+
+
+def sanitize_boxes(boxes: np.ndarray, image_shape: Sequence[int], *, where: str = "",
+                   min_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Clip ``(N, 5)`` boxes to an ``(H, W)`` image; returns (kept boxes, their indices in the
+    input). Boxes with less than ``min_size`` px of width or height inside the image (entirely
+    outside, empty, non-finite) are dropped with a warning naming ``where``."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    h, w = int(image_shape[0]), int(image_shape[1])
+    x0 = np.clip(b[:, 0], 0, w)
+    y0 = np.clip(b[:, 1], 0, h)
+    x1 = np.clip(b[:, 0] + b[:, 2], 0, w)
+    y1 = np.clip(b[:, 1] + b[:, 3], 0, h)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(b).all(1) & (x1 - x0 >= min_size) & (y1 - y0 >= min_size)
+    if (~ok).any():
+        bad = b[~ok][:3].round(1).tolist()
+        warnings.warn(f"{where + ': ' if where else ''}{int((~ok).sum())} box(es) outside the {w}x{h} "
+                      f"image or empty were skipped, e.g. {bad}", stacklevel=2)
+    out = np.stack([x0, y0, x1 - x0, y1 - y0, b[:, 4]], axis=1)[ok]
+    return out, np.flatnonzero(ok)
+
+
+def nms_boxes(boxes: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """Greedy non-maximum suppression of ``(N, 5)`` xywh+score boxes; returns kept rows."""
+    if len(boxes) == 0:
+        return boxes
+    order = np.argsort(-boxes[:, 4])
+    keep: list[int] = []
+    for i in order:
+        if all(box_iou(boxes[i], boxes[j]) <= iou_threshold for j in keep):
+            keep.append(int(i))
+    return boxes[keep]
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``[x, y, w, h, ...]`` boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class WholeImage:
+    """One box ``[0, 0, W, H]`` with score 1."""
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        return np.array([[0.0, 0.0, float(w), float(h), 1.0]])
+
+    def __repr__(self) -> str:
+        return "WholeImage()"
+
+
+class HOGDetector:
+    """OpenCV's default HOG people detector (see the module docstring for its limits).
+
+    Args:
+        max_side: the image is downscaled so its longer side is at most this (speed); boxes are
+            mapped back to the original pixels.
+        min_score: SVM margin below which detections are dropped.
+        win_stride, scale: sliding-window step and pyramid factor (smaller = slower, finds more).
+        nms_iou: overlapping detections are merged by greedy NMS at this IoU.
+        grow: boxes are enlarged by this factor around their centre; HOG windows are tight on the
+            torso/legs and often clip the head and feet.
+    """
+
+    def __init__(self, max_side: int = 640, min_score: float = 0.3, win_stride: int = 8,
+                 scale: float = 1.05, nms_iou: float = 0.4, grow: float = 1.1) -> None:
+        self.max_side, self.min_score = int(max_side), float(min_score)
+        self.win_stride, self.scale, self.nms_iou, self.grow = int(win_stride), float(scale), float(nms_iou), float(grow)
+        if not hog_available():
+            raise ImportError(f"the HOG people detector is not in this OpenCV build ({cv2.__version__}; OpenCV 5 "
+                              "removed cv2.HOGDescriptor): install opencv-python(-headless)<5, or use whole-image "
+                              "boxes, --boxes, or your own detector (CallableDetector)")
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def __repr__(self) -> str:
+        return f"HOGDetector(max_side={self.max_side}, min_score={self.min_score})"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        f = min(1.0, self.max_side / max(h, w))
+        small = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
+            if f < 1 else image
+        # Upscale tiny images so a 64x128 window can fit at all.
+        up = 1.0
+        if small.shape[0] < 160 or small.shape[1] < 80:
+            up = max(160 / small.shape[0], 80 / small.shape[1])
+            small = cv2.resize(small, (round(small.shape[1] * up), round(small.shape[0] * up)))
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        rects, weights = self._hog.detectMultiScale(gray, winStride=(self.win_stride, self.win_stride),
+                                                    padding=(8, 8), scale=self.scale)
+        if len(rects) == 0:
+            return np.zeros((0, 5))
+        boxes = np.concatenate([np.asarray(rects, np.float64), np.asarray(weights, np.float64).reshape(-1, 1)], 1)
+        boxes = boxes[boxes[:, 4] >= self.min_score]
+        boxes[:, :4] /= f * up
+        c = boxes[:, :2] + boxes[:, 2:4] / 2
+        boxes[:, 2:4] *= self.grow
+        boxes[:, :2] = c - boxes[:, 2:4] / 2
+        return nms_boxes(boxes, self.nms_iou)
+
+
+class CallableDetector:
+    """Adapter for a user detector: ``fn(image_rgb)`` returns boxes (list/numpy/torch) as
+    ``xywh`` or ``xyxy`` rows, optionally with a score column (and anything after it, ignored).
+
+    For example, with an ultralytics YOLO model the user already has::
+
+        yolo = YOLO("yolov8n.pt")
+        def persons(img):
+            r = yolo(img[..., ::-1], verbose=False)[0]          # ultralytics wants BGR
+            keep = r.boxes.cls == 0                              # class 0 = person
+            return torch.cat([r.boxes.xyxy[keep], r.boxes.conf[keep, None]], 1)
+        det = CallableDetector(persons, fmt="xyxy")
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], Any], fmt: str = "xywh", min_score: float = 0.0,
+                 color: str = "rgb") -> None:
+        if fmt not in ("xywh", "xyxy"):
+            raise ValueError(f"fmt must be 'xywh' or 'xyxy', got {fmt!r}")
+        self.fn, self.fmt, self.min_score, self.color = fn, fmt, float(min_score), color.lower()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        img = np.ascontiguousarray(image[..., ::-1]) if self.color == "bgr" else image
+        boxes = as_boxes(self.fn(img), self.fmt)
+        return boxes[boxes[:, 4] >= self.min_score]
+
+
+class StaticBoxes:
+    """Boxes looked up by image file name (a path's full string, then its name, then its stem)."""
+
+    def __init__(self, boxes: Mapping[str, Any], min_score: float = 0.0) -> None:
+        self.boxes = {str(k): as_boxes(v) for k, v in boxes.items()}
+        self.min_score = float(min_score)
+
+    def lookup(self, name: str | os.PathLike) -> np.ndarray | None:
+        p = Path(name)
+        for key in (str(name), p.name, p.stem):
+            if key in self.boxes:
+                b = self.boxes[key]
+                return b[b[:, 4] >= self.min_score]
+        return None
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = None,
+                    min_score: float = 0.0, category_id: int | None = 1) -> StaticBoxes:
+    """Read person boxes from ``path``: either a json object ``{"file.jpg": [[x, y, w, h(, s)], ...]}``
+    or a COCO detection-results json (a list of ``{"image_id", "bbox", "score", "category_id"}``),
+    for which ``ann`` (a COCO annotation json with an ``images`` list) maps ids to file names.
+    Only ``category_id`` (1 = person; None keeps all) detections are used."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes file {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"boxes file {path} is not valid json: {e}") from None
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            try:
+                out[k] = as_boxes(v)
+            except ValueError as e:
+                raise ValueError(f"boxes file {path}, entry {k!r}: {e}") from None
+        return StaticBoxes(out, min_score)
+    if not isinstance(data, list):
+        raise ValueError(f"boxes file {path}: expected a json object (file name -> boxes) or a COCO "
+                         f"detection-results list, got {type(data).__name__}")
+    if ann is None:
+        raise ValueError(f"boxes file {path} is a COCO detection-results list; pass the annotation json "
+                         "(--ann) so image ids can be matched to file names")
+    ann = Path(ann)
+    if not ann.is_file():
+        raise FileNotFoundError(f"annotation file {ann} not found")
+    images = json.loads(ann.read_text(encoding="utf-8")).get("images", [])
+    names = {int(im["id"]): im["file_name"] for im in images}
+    grouped: dict[str, list[list[float]]] = {}
+    unknown = 0
+    for det in data:
+        if category_id is not None and int(det.get("category_id", 1)) != category_id:
+            continue
+        name = names.get(int(det["image_id"]))
+        if name is None:
+            unknown += 1
+            continue
+        grouped.setdefault(name, []).append([*map(float, det["bbox"][:4]), float(det.get("score", 1.0))])
+    if unknown:
+        warnings.warn(f"{path}: {unknown} detection(s) have image ids not in {ann}; ignored", stacklevel=2)
+    return StaticBoxes(grouped, min_score)
+
+
+def build_detector(spec: str | Callable[[np.ndarray], Any] | None) -> Callable[[np.ndarray], np.ndarray]:
+    """``"hog"`` / ``"whole"`` / ``"auto"`` (HOG when this OpenCV has it, else whole image with a
+    warning) / a callable (wrapped in :class:`CallableDetector`) / None (whole image)."""
+    if spec is None or spec == "whole":
+        return WholeImage()
+    if spec == "auto":
+        if hog_available():
+            return HOGDetector()
+        warnings.warn(f"OpenCV {cv2.__version__} has no HOG people detector (removed in OpenCV 5); using the whole "
+                      "image as the person box. Pass --boxes / a detector, or install opencv-python-headless<5.",
+                      stacklevel=2)
+        return WholeImage()
+    if spec == "hog":
+        return HOGDetector()
+    if isinstance(spec, (WholeImage, HOGDetector, CallableDetector)):
+        return spec
+    if callable(spec):
+        return CallableDetector(spec)
+    raise ValueError(f"unknown detector {spec!r}; expected one of {', '.join(DETECTORS)} or a callable")
