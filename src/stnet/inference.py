@@ -142,6 +142,15 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return p
 
 
+#: Shipped weights ``stnet predict`` and ``default_model()`` use when no model is named.
+DEFAULT_PRETRAINED = "stnet_1s.lspet_128x96"
+
+
+def default_model() -> str:
+    """The shipped default weights when present in this install, else the untrained ``stnet_1s``."""
+    return DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in list_pretrained() else "stnet_1s"
+
+
 def list_pretrained() -> list[str]:
     """Names of weights shipped in ``stnet/weights`` (``<name>.pt`` + ``<name>.json``)."""
     if not WEIGHTS_DIR.is_dir():
@@ -347,6 +356,13 @@ class PoseEstimator:
                 f"no pretrained weights named {name!r}; available: {', '.join(available) or 'none yet'}. "
                 "Train a model (stnet train) and use PoseEstimator.from_checkpoint('runs/<name>') instead.")
         info = json.loads(meta.read_text(encoding="utf-8"))
+        if info.get("sha256"):
+            from .engine.ship import sha256_file
+
+            digest = sha256_file(pt)
+            if digest != info["sha256"]:
+                raise ValueError(f"shipped weights {pt} are corrupted: sha256 {digest} does not match "
+                                 f"{info['sha256']} in {meta.name}; reinstall stnet")
         kwargs.setdefault("skeleton", info.get("skeleton"))
         if info.get("input_size"):
             kwargs.setdefault("input_size", tuple(info["input_size"]))

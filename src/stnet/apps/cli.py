@@ -51,6 +51,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         detector = build_detector(args.detector) if not boxes else None
     for w in caught:
         print(f"stnet predict: note: {w.message}", file=sys.stderr)
+    if args.model is None:
+        from stnet.inference import default_model
+
+        args.model = default_model()
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      detector=detector)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
@@ -148,9 +152,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="pose estimation on an image, folder, video or webcam",
                        description="Estimate poses; writes overlays and a json of keypoints (see docs/inference.md).")
     p.add_argument("input", help="image file, folder of images, video file, or webcam index (0)")
-    p.add_argument("--model", default="stnet_1s",
-                   help="registered model name (untrained unless --weights), checkpoint file, run directory, "
-                        "or exported .onnx (default stnet_1s)")
+    p.add_argument("--model", default=None,
+                   help="shipped weights name, registered model name (untrained unless --weights), checkpoint "
+                        "file, run directory, or exported .onnx (default: the shipped weights, "
+                        "stnet.inference.default_model())")
     _add_model_args(p)
     p.add_argument("--detector", default="auto", choices=["auto", "hog", "whole"],
                    help="person boxes when --boxes is not given: OpenCV's HOG people detector (upright, "

@@ -48,6 +48,16 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from .ship import pack_weights
+
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.command,
+                          metrics=metrics, use_ema=not args.no_ema, notes=args.notes)
+    print(f"wrote {pt} ({pt.stat().st_size / 1e6:.1f} MB) and {js}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a model from a recipe (CPU, GPU, or torchrun DDP)",
                               description="Train from a recipe YAML (overrides of the defaults in "
@@ -77,3 +87,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("run_dir")
     q.add_argument("--out", default=None, help="output PNG (default RUN_DIR/curves.png)")
     q.set_defaults(func=_plot)
+
+    k = subparsers.add_parser("pack", help="package a checkpoint as shipped fp16 weights + metadata json")
+    k.add_argument("checkpoint", help="training checkpoint (best.pt / last.pt)")
+    k.add_argument("--name", required=True, help="weights name, e.g. stnet_1s.lspet_128x96")
+    k.add_argument("--out-dir", default=None, help="default: the package's stnet/weights folder")
+    k.add_argument("--command", default="", help="the command that trained it (stored in the metadata)")
+    k.add_argument("--metrics", default=None, help="json file of metrics to store (default: best metric)")
+    k.add_argument("--notes", default="")
+    k.add_argument("--no-ema", action="store_true", help="pack the raw weights even if EMA weights exist")
+    k.set_defaults(func=_pack)

@@ -1,0 +1,84 @@
+"""Package a training checkpoint as shipped weights: ``stnet/weights/<name>.pt`` (fp16
+``state_dict``) plus ``<name>.json`` (model, skeleton, input size, normalisation, codec, recipe
+command, metrics, sha256). ``PoseEstimator.from_pretrained(name)`` loads them offline and checks
+the sha256.
+
+    stnet pack runs/lspet_cpu/best.pt --name stnet_1s.lspet_128x96 --command "stnet train ..."
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..inference import WEIGHTS_DIR
+from .checkpoint import load_checkpoint
+
+__all__ = ["pack_weights", "sha256_file", "WEIGHTS_DIR"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.PathLike | None = None,
+                 command: str = "", metrics: dict[str, Any] | None = None, use_ema: bool = True,
+                 notes: str = "") -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.pt`` and ``<name>.json`` from a training checkpoint; returns both paths."""
+    state = load_checkpoint(checkpoint)
+    cfg = state.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"checkpoint {checkpoint} has no training config; pack needs one written by stnet train")
+    from_ema = bool(use_ema and state.get("ema"))
+    sd = state["ema"] if from_ema else state["model"]
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+    model = cfg.get("model", {})
+    val = cfg.get("val", {})
+    meta = {
+        "name": name,
+        "model": model.get("name", "stnet_1s"),
+        "overrides": {k: v for k, v in model.get("overrides", {}).items()},
+        "skeleton": val.get("skeleton") or cfg.get("train", {}).get("skeleton"),
+        "input_size": list(cfg.get("input_size") or val.get("input_size") or (256, 192)),
+        "num_joints": int(half["head.weight"].shape[0]) if "head.weight" in half else None,
+        "normalization": {"color": "RGB", "scale": "1/255", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+        "codec": cfg.get("codec", {}),
+        "dtype": "float16",
+        "weights": "ema" if from_ema else "model",
+        "epoch": state.get("epoch"),
+        "metrics": metrics if metrics is not None else {"best_metric": state.get("best_metric")},
+        "recipe_command": command,
+        "notes": notes,
+    }
+    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    pt, js = out / f"{name}.pt", out / f"{name}.json"
+    _atomic_write(pt, lambda tmp: torch.save(half, tmp))
+    meta["sha256"] = sha256_file(pt)
+    meta["size_bytes"] = pt.stat().st_size
+    _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+    return pt, js

@@ -1,0 +1,63 @@
+"""Packaging checkpoints as shipped weights and loading them with from_pretrained."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import stnet.inference as inference
+from stnet.cli import main as cli_main
+from stnet.engine.checkpoint import save_checkpoint
+from stnet.engine.config import config_to_dict, load_config
+from stnet.engine.ship import pack_weights, sha256_file
+from stnet.models import create_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def checkpoint(tmp_path: Path) -> Path:
+    cfg = load_config(REPO / "configs" / "stnet_1s_lspet_128x96_b32x1_e60.yaml", {"data_root": str(tmp_path)})
+    torch.manual_seed(0)
+    model = create_model("stnet_1s", num_joints=14, input_size=(128, 96))
+    return save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "epoch": 3,
+                            "best_metric": 0.5}, tmp_path / "best.pt")
+
+
+def test_pack_writes_fp16_weights_and_metadata(checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "weights"
+    pt, js = pack_weights(checkpoint, "demo.lsp_128x96", out_dir=out, command="stnet train X",
+                          metrics={"PCK@0.2": 0.5})
+    meta = json.loads(js.read_text())
+    assert meta["sha256"] == sha256_file(pt)
+    assert meta["skeleton"] == "lsp14" and meta["input_size"] == [128, 96] and meta["num_joints"] == 14
+    assert meta["model"] == "stnet_1s" and meta["recipe_command"] == "stnet train X"
+    assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    sd = torch.load(pt, map_location="cpu")
+    assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
+    assert not list(out.glob("*.tmp"))
+
+
+def test_from_pretrained_loads_and_checks_sha(checkpoint: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(inference, "WEIGHTS_DIR", tmp_path / "w")
+    pt, js = pack_weights(checkpoint, "demo.lsp_128x96", out_dir=tmp_path / "w")
+    assert "demo.lsp_128x96" in inference.list_pretrained()
+    est = inference.PoseEstimator.from_pretrained("demo.lsp_128x96", detector="whole")
+    assert not est.untrained and est.skeleton.name == "lsp14" and est.input_size == (128, 96)
+    persons = est(np.zeros((120, 90, 3), np.uint8))
+    assert persons[0].keypoints.shape == (14, 2)
+    pt.write_bytes(pt.read_bytes()[:-10] + b"0123456789")  # corrupt the file, same size
+    with pytest.raises(ValueError, match="corrupted: sha256"):
+        inference.PoseEstimator.from_pretrained("demo.lsp_128x96")
+    with pytest.raises(FileNotFoundError, match="no pretrained weights named 'nope'"):
+        inference.PoseEstimator.from_pretrained("nope")
+
+
+def test_pack_cli(checkpoint: Path, tmp_path: Path, capsys):
+    assert cli_main(["pack", str(checkpoint), "--name", "x", "--out-dir", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "x.json").is_file()
+    assert cli_main(["pack", str(tmp_path / "missing.pt"), "--name", "x"]) == 2
+    assert "missing.pt" in capsys.readouterr().err
