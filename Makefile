@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   - install, then run the main job on the bundled default
+#   make demo   - install, then estimate poses on the bundled photo with the shipped weights
 #   make test   - install, then run the default test suite (CPU, ~minutes)
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	stnet models
+	stnet predict src/stnet/assets/demo.jpg --output-dir runs/demo
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q

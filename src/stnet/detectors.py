@@ -149,11 +149,14 @@ class HOGDetector:
         nms_iou: overlapping detections are merged by greedy NMS at this IoU.
         grow: boxes are enlarged by this factor around their centre; HOG windows are tight on the
             torso/legs and often clip the head and feet.
+        pad: a second pass runs on the image with a replicated border of ``pad`` x its longer
+            side: the detector's 64x128 window needs margin around the person, so people filling
+            the frame (typical photos) are only found this way. 0 disables the second pass.
     """
 
     def __init__(self, max_side: int = 640, min_score: float = 0.3, win_stride: int = 8,
-                 scale: float = 1.05, nms_iou: float = 0.4, grow: float = 1.1) -> None:
-        self.max_side, self.min_score = int(max_side), float(min_score)
+                 scale: float = 1.05, nms_iou: float = 0.4, grow: float = 1.1, pad: float = 0.25) -> None:
+        self.max_side, self.min_score, self.pad = int(max_side), float(min_score), float(pad)
         self.win_stride, self.scale, self.nms_iou, self.grow = int(win_stride), float(scale), float(nms_iou), float(grow)
         if not hog_available():
             raise ImportError(f"the HOG people detector is not in this OpenCV build ({cv2.__version__}; OpenCV 5 "
@@ -176,11 +179,19 @@ class HOGDetector:
             up = max(160 / small.shape[0], 80 / small.shape[1])
             small = cv2.resize(small, (round(small.shape[1] * up), round(small.shape[0] * up)))
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        rects, weights = self._hog.detectMultiScale(gray, winStride=(self.win_stride, self.win_stride),
-                                                    padding=(8, 8), scale=self.scale)
-        if len(rects) == 0:
+        found = []
+        for pad in ((0, self.pad) if self.pad > 0 else (0,)):
+            p = int(round(pad * max(gray.shape)))
+            g = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_REPLICATE) if p else gray
+            rects, weights = self._hog.detectMultiScale(g, winStride=(self.win_stride, self.win_stride),
+                                                        padding=(8, 8), scale=self.scale)
+            if len(rects):
+                b = np.concatenate([np.asarray(rects, np.float64), np.asarray(weights, np.float64).reshape(-1, 1)], 1)
+                b[:, :2] -= p
+                found.append(b)
+        if not found:
             return np.zeros((0, 5))
-        boxes = np.concatenate([np.asarray(rects, np.float64), np.asarray(weights, np.float64).reshape(-1, 1)], 1)
+        boxes = np.concatenate(found, 0)
         boxes = boxes[boxes[:, 4] >= self.min_score]
         boxes[:, :4] /= f * up
         c = boxes[:, :2] + boxes[:, 2:4] / 2
