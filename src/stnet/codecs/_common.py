@@ -109,3 +109,20 @@ def refine_quarter(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor
     dx = torch.where((x > 0) & (x < w - 1), at(x + 1, y) - at(x - 1, y), torch.zeros_like(flat[..., 0]))
     dy = torch.where((y > 0) & (y < h - 1), at(x, y + 1) - at(x, y - 1), torch.zeros_like(flat[..., 0]))
     return coords + 0.25 * torch.stack([torch.sign(dx), torch.sign(dy)], dim=-1)
+
+
+def heatmap_peaks(codec: Any, heatmaps: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
+    """Shared first half of the heatmap codecs' ``decode``: checks the map size, takes the
+    per-joint maximum and refines it (``codec.refine``: "dark", "quarter" or None). Returns
+    (coords in heatmap pixels, scores, was_numpy, single); each codec then maps to input pixels."""
+    from .dark import refine_dark
+
+    hm, was_numpy, single = heatmaps_in(heatmaps)
+    if tuple(hm.shape[-2:]) != codec.heatmap_size:
+        raise ValueError(f"heatmaps are {tuple(hm.shape[-2:])}, codec expects {codec.heatmap_size}")
+    coords, scores = get_heatmap_maximum(hm)
+    if codec.refine == "dark":
+        coords = refine_dark(hm, coords, codec.blur_kernel_size, sigma=codec.sigma)
+    elif codec.refine == "quarter":
+        coords = refine_quarter(hm, coords)
+    return coords, scores, was_numpy, single

@@ -25,9 +25,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from ._common import (ArrayLike, default_heatmap_size, gaussian_heatmaps, get_heatmap_maximum,
-                      heatmaps_in, keypoints_in, outputs, pair, refine_quarter)
-from .dark import refine_dark
+from ._common import (ArrayLike, default_heatmap_size, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs, pair)
 
 __all__ = ["MSRAHeatmap"]
 
@@ -77,13 +75,6 @@ class MSRAHeatmap:
         return (heatmaps[0], weights[0]) if single else (heatmaps, weights)
 
     def decode(self, heatmaps: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
-        hm, was_numpy, single = heatmaps_in(heatmaps)
-        if tuple(hm.shape[-2:]) != self.heatmap_size:
-            raise ValueError(f"heatmaps are {tuple(hm.shape[-2:])}, codec expects {self.heatmap_size}")
-        coords, scores = get_heatmap_maximum(hm)
-        if self.refine == "dark":
-            coords = refine_dark(hm, coords, self.blur_kernel_size, sigma=self.sigma)
-        elif self.refine == "quarter":
-            coords = refine_quarter(hm, coords)
+        coords, scores, was_numpy, single = heatmap_peaks(self, heatmaps)
         coords = coords * torch.as_tensor(self._stride, dtype=coords.dtype, device=coords.device)
         return outputs(coords, scores, was_numpy, single)

@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from stnet.codecs import build_codec, flip_test
+from stnet.codecs import flip_test
 from stnet.data.build import build_dataloader, build_dataset, build_skeleton, load_records
 from stnet.data.config import DataConfig
 from stnet.data.transforms import crop_to_image

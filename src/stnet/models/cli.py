@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("complexity", help="parameters and GFLOPs of a model",
                        description="Count parameters and GFLOPs. Default convention 'hrnet' is the one "
                                    "the STNet/HRNet papers report (conv/linear MACs / 2**30).")
-    p.add_argument("model", help=f"registered model name")
+    p.add_argument("model", help="registered model name (stnet models lists them)")
     p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
                    help="input size as HxW (default: the model config's, 256x192)")
     p.add_argument("--num-joints", type=int, default=None, metavar="K")

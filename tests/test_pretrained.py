@@ -1,0 +1,51 @@
+"""The shipped weights: integrity, metadata, and that they localise joints on real photos.
+
+The crops in tests/fixtures/lsp_val are the first six LSP-Extended val-split images with all 14
+joints visible (not chosen by how well the model does on them). A broken decoder, transform or
+weight file sends PCK towards the ~5% that random keypoints in the box get.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stnet.data import get_skeleton
+from stnet.engine.ship import sha256_file
+from stnet.inference import DEFAULT_PRETRAINED, WEIGHTS_DIR, PoseEstimator, list_pretrained, load_image
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lsp_val"
+pytestmark = pytest.mark.skipif(DEFAULT_PRETRAINED not in list_pretrained(),
+                                reason=f"{DEFAULT_PRETRAINED} weights are not in this install")
+# Measured on these six crops when the weights were packed (docs/results_lspet.md); the bound
+# leaves room for float/platform differences, not for a broken pipeline.
+MIN_PCK = 0.5
+
+
+def test_metadata_and_sha256():
+    meta = json.loads((WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.json").read_text())
+    assert meta["sha256"] == sha256_file(WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.pt")
+    assert meta["model"] == "stnet_1s" and meta["skeleton"] == "lsp14"
+    assert meta["input_size"] == [128, 96] and meta["num_joints"] == 14 and meta["dtype"] == "float16"
+    assert meta["recipe_command"].startswith("stnet train")
+    assert meta["normalization"]["color"] == "RGB"
+    assert "PCK@0.2" in meta["metrics"]
+
+
+def test_localises_joints_on_real_crops():
+    ann = json.loads((FIXTURES / "annotations.json").read_text())
+    est = PoseEstimator.from_pretrained(DEFAULT_PRETRAINED)
+    assert not est.untrained
+    sk = get_skeleton("lsp14")
+    rs, lh = sk.index("right_shoulder"), sk.index("left_hip")
+    hits = []
+    for item in ann["items"]:
+        img = load_image(FIXTURES / item["file"])
+        (person,) = est(img, boxes=[item["box"]])
+        gt = np.asarray(item["keypoints"])
+        torso = np.linalg.norm(gt[rs] - gt[lh])
+        hits.append(np.linalg.norm(person.keypoints - gt, axis=1) <= 0.2 * torso)
+    pck = float(np.mean(hits))
+    assert pck >= MIN_PCK, f"PCK@0.2 {pck:.2f} on the fixture crops"
