@@ -61,3 +61,17 @@ def test_pack_cli(checkpoint: Path, tmp_path: Path, capsys):
     assert (tmp_path / "o" / "x.json").is_file()
     assert cli_main(["pack", str(tmp_path / "missing.pt"), "--name", "x"]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_model_weights_warm_start_skips_mismatched_head(tmp_path: Path, capsys):
+    from stnet.engine.train import build_model
+
+    torch.manual_seed(1)
+    src = create_model("stnet_1s", num_joints=17, input_size=(128, 96))
+    ckpt = save_checkpoint({"model": src.state_dict()}, tmp_path / "src.pt")
+    cfg = load_config(REPO / "configs" / "stnet_1s_lspet_128x96_b32x1_e60.yaml",
+                      {"data_root": str(tmp_path), "model.weights": str(ckpt)})
+    model = build_model(cfg, num_joints=14)
+    assert torch.equal(model.state_dict()["stem.convs.0.0.weight"], src.state_dict()["stem.convs.0.0.weight"])
+    assert model.head.weight.shape[0] == 14  # 17-joint head skipped, new init kept
+    assert "kept the new init for 2 (head.bias, head.weight)" in capsys.readouterr().out

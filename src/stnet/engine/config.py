@@ -34,10 +34,15 @@ __all__ = ["ModelSection", "OptimConfig", "ScheduleConfig", "LossConfig", "EvalC
 class ModelSection:
     """``name`` is a registered model (``stnet list`` / ``stnet.models.list_models()``);
     ``overrides`` replace fields of its config dataclass (e.g. ``{mdbs: false}``).
-    ``num_joints`` and ``input_size`` are filled in from the data unless given here."""
+    ``num_joints`` and ``input_size`` are filled in from the data unless given here.
+    ``weights``: a checkpoint (training dict or bare state_dict, EMA preferred) whose weights
+    initialise the model before training (warm start / fine-tuning on your own keypoints);
+    tensors whose shape differs (e.g. the head for another joint count) are skipped with a note.
+    Unlike ``--resume`` it restores nothing else (optimiser, schedule, epoch)."""
 
     name: str = "stnet_1s"
     overrides: dict = field(default_factory=dict)
+    weights: str | None = None
 
 
 @dataclass

@@ -118,7 +118,19 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     """``create_model(cfg.model.name, **overrides)`` with num_joints / input_size from the data."""
     over = {"num_joints": num_joints, "input_size": tuple(cfg.input_size), **cfg.model.overrides}
-    return create_model(cfg.model.name, **over)
+    model = create_model(cfg.model.name, **over)
+    if cfg.model.weights:
+        state = load_checkpoint(cfg.model.weights)
+        src = state.get("ema") or state["model"]
+        src = {k[len("module."):] if k.startswith("module.") else k: v for k, v in src.items()}
+        own = model.state_dict()
+        fit = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(own) - set(fit))
+        model.load_state_dict(fit, strict=False)
+        print(f"model.weights: initialised {len(fit)}/{len(own)} tensors from {cfg.model.weights}"
+              + (f"; kept the new init for {len(skipped)} ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})"
+                 if skipped else ""), flush=True)
+    return model
 
 
 def _resolved(cfg: TrainConfig, dc: DataConfig) -> DataConfig:
