@@ -68,6 +68,12 @@ def test_tiny_run_writes_everything_and_eval_cli(tmp_path, syn, capsys):
     assert "| Method |  AP |" in printed and "ground-truth boxes" in printed
     assert (ev / "metrics.json").is_file() and (ev / "keypoints_results.json").is_file()
     assert (ev / "predictions_raw.npz").is_file()
+    # multi-scale testing goes through the same evaluator
+    capsys.readouterr()
+    assert stnet_main(["eval", str(out / "config.yaml"), "--checkpoint", str(out / "best.pt"),
+                       "--output-dir", str(tmp_path / "ev_ms"), "--json",
+                       "--set", "eval.test_scales=[0.9,1.0,1.1]"]) == 0
+    assert (tmp_path / "ev_ms" / "metrics.json").is_file()
     # stnet plot
     (out / "curves.png").unlink()
     assert stnet_main(["plot", str(out)]) == 0 and (out / "curves.png").is_file()

@@ -11,7 +11,7 @@ from .transforms import (affine_points, box_to_center_scale, crop_to_image, fix_
                          flip_image, flip_keypoints, get_warp_matrix, image_to_crop, invert_affine,
                          warp_image)
 from .augment import CropParams, color_jitter, half_body_region, sample_crop_params
-from .dataset import TopDownDataset, denormalize_image, normalize_batch, normalize_image
+from .dataset import TopDownDataset, align_multiscale_heatmaps, denormalize_image, normalize_batch, normalize_image
 from .build import (build_dataloader, build_dataset, build_loader, build_skeleton,
                     default_data_root, load_records, preset_config)
 
@@ -23,7 +23,7 @@ __all__ = [
     "affine_points", "box_to_center_scale", "crop_to_image", "fix_aspect_ratio", "flip_image",
     "flip_keypoints", "get_warp_matrix", "image_to_crop", "invert_affine", "warp_image",
     "CropParams", "color_jitter", "half_body_region", "sample_crop_params",
-    "TopDownDataset", "denormalize_image", "normalize_batch", "normalize_image",
+    "TopDownDataset", "align_multiscale_heatmaps", "denormalize_image", "normalize_batch", "normalize_image",
     "build_dataloader", "build_dataset", "build_loader", "build_skeleton", "default_data_root",
     "load_records", "preset_config",
 ]

@@ -20,7 +20,7 @@ from .transforms import (affine_points, box_to_center_scale, fix_aspect_ratio, f
                          flip_keypoints, get_warp_matrix, warp_image)
 
 __all__ = ["TopDownDataset", "IMAGENET_MEAN", "IMAGENET_STD", "normalize_image", "normalize_batch",
-           "denormalize_image"]
+           "denormalize_image", "align_multiscale_heatmaps"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
@@ -79,6 +79,10 @@ class TopDownDataset(Dataset):
         skip_bad_images: on an unreadable image, warn, count and return another sample instead
             of raising (default: when augmenting, i.e. training). More than ``max_bad_images`` in
             one process raises, since then something is wrong with the data, not a few files.
+        test_scales: multi-scale testing (no augmentation only): ``image`` becomes ``(S, 3, H, W)``,
+            the crops of regions scaled by each factor around the same centre; ``center`` and
+            ``scale`` stay those of the unscaled region, which ``align_multiscale_heatmaps`` maps
+            every scale's heatmaps onto. None or ``(1.0,)``: a single crop.
         seed: fixed seed: the ``n``-th draw of sample ``i`` (after ``set_epoch(e)``) is then
             augmented identically in every run with the same sampler seed and worker count; None
             draws from a per-worker generator seeded by PyTorch.
@@ -101,7 +105,7 @@ class TopDownDataset(Dataset):
                  augment: AugmentConfig | None = None, bbox_padding: float = 1.25,
                  normalize: bool = True, use_joint_weights: bool = False,
                  skip_bad_images: bool | None = None, max_bad_images: int = 50,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, test_scales: Sequence[float] | None = None) -> None:
         self.records = list(records)
         self.skeleton = get_skeleton(skeleton)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -116,6 +120,11 @@ class TopDownDataset(Dataset):
         self.skip_bad_images = self.augment is not None if skip_bad_images is None else skip_bad_images
         self.max_bad_images = int(max_bad_images)
         self.seed = seed
+        self.test_scales = tuple(float(v) for v in test_scales) if test_scales else None
+        if self.test_scales and self.augment is not None:
+            raise ValueError("TopDownDataset: test_scales is for evaluation; it cannot be combined with augmentation")
+        if self.test_scales and min(self.test_scales) <= 0:
+            raise ValueError(f"TopDownDataset: test_scales must be positive, got {self.test_scales}")
         self.epoch = 0
         self.num_bad_images = 0  # per process: each DataLoader worker counts its own
         self._rng: np.random.Generator | None = None
@@ -189,6 +198,9 @@ class TopDownDataset(Dataset):
                 n = len(self)
                 index = int((index + 1 + rng.integers(n - 1)) % n) if n > 1 else index
 
+    def _to_input(self, crop: np.ndarray) -> np.ndarray:
+        return normalize_image(crop) if self.normalize else np.ascontiguousarray(crop.transpose(2, 0, 1))
+
     def load(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
         """Item ``index`` without the skip-on-bad-image logic (errors propagate)."""
         rec = self.records[index]
@@ -214,7 +226,11 @@ class TopDownDataset(Dataset):
         heatmaps, weights = self.codec.encode(kps, vis)
         if self.use_joint_weights:
             weights = weights * self.skeleton.joint_weights_array()
-        img = normalize_image(crop) if self.normalize else np.ascontiguousarray(crop.transpose(2, 0, 1))
+        img = self._to_input(crop)
+        if self.test_scales and self.test_scales != (1.0,):
+            img = np.stack([img if f == 1.0 else self._to_input(warp_image(
+                image, get_warp_matrix(params.center, params.scale * f, params.rotation, self.input_size,
+                                       unbiased=self.unbiased), self.input_size)) for f in self.test_scales])
         return {
             "image": img,
             "heatmaps": heatmaps,
@@ -235,3 +251,27 @@ class TopDownDataset(Dataset):
             "index": int(index),
             "image_path": str(rec.image_path),
         }
+
+
+def align_multiscale_heatmaps(heatmaps: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:
+    """Average multi-scale heatmaps ``(B, S, K, h, w)`` in the frame of the unscaled crop.
+
+    The crop of scale ``f`` covers a region ``f`` times larger around the same centre, so with
+    the UDP (and, to within half a pixel, the classic) convention its heatmap pixel
+    ``uc + (u - uc) / f`` sees what the unscaled crop's pixel ``u`` sees (``uc`` the map centre).
+    Each map is resampled there (bilinear) and the ``S`` maps are averaged: ``(B, K, h, w)``.
+    """
+    b, n, k, h, w = heatmaps.shape
+    if n != len(scales):
+        raise ValueError(f"{n} heatmap scales for {len(scales)} test_scales")
+    out = torch.zeros(b, k, h, w, dtype=heatmaps.dtype, device=heatmaps.device)
+    for i, f in enumerate(scales):
+        hm = heatmaps[:, i]
+        if f != 1.0:
+            theta = torch.tensor([[1.0 / f, 0.0, 0.0], [0.0, 1.0 / f, 0.0]], dtype=hm.dtype,
+                                 device=hm.device).expand(b, 2, 3)
+            grid = torch.nn.functional.affine_grid(theta, (b, k, h, w), align_corners=True)
+            hm = torch.nn.functional.grid_sample(hm, grid, mode="bilinear", padding_mode="zeros",
+                                                 align_corners=True)
+        out += hm
+    return out / n

@@ -97,10 +97,19 @@ class LossConfig:
 class EvalConfig:
     """Validation protocol. ``metric`` ``auto`` picks by data kind: COCO -> OKS AP with GT boxes
     (CocoEvaluator), LSP -> PCK@``pck_threshold`` by torso (PCKEvaluator), MPII -> PCKh via
-    ``mpii_gt_valid`` when given, else PCK by torso."""
+    ``mpii_gt_valid`` when given, else PCK by torso.
+    ``test_scales``: multi-scale testing (the paper's six-scale MPII protocol): each person is
+    also cropped with its region scaled by these factors and the heatmaps, aligned to the
+    unscaled crop, are averaged (``stnet.data.align_multiscale_heatmaps``). ``[1.0]`` = off."""
 
     metric: Literal["auto", "coco", "pck", "pckh"] = "auto"
     flip_test: bool = True
+    test_scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        self.test_scales = tuple(float(f) for f in self.test_scales)  # type: ignore[assignment]
+        if not self.test_scales or min(self.test_scales) <= 0:
+            raise ValueError(f"EvalConfig.test_scales must be positive factors, got {self.test_scales}")
     pck_threshold: float = 0.2
     pck_normalize: Literal["torso", "bbox"] = "torso"
     mpii_gt_valid: str | None = None

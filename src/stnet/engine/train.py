@@ -32,6 +32,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.codecs import flip_test
+from stnet.data.dataset import align_multiscale_heatmaps
 from stnet.data.build import build_dataloader, build_dataset, build_skeleton, load_records
 from stnet.data.config import DataConfig
 from stnet.data.transforms import crop_to_image
@@ -155,7 +156,10 @@ def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) ->
         records = load_records(dc, build_skeleton(dc))
         if limit is not None:
             records = records[: int(limit)]
-        out.append(build_dataset(dc, train=is_train, records=records))
+        ds = build_dataset(dc, train=is_train, records=records)
+        if not is_train and cfg.eval.test_scales != (1.0,):
+            ds.test_scales = cfg.eval.test_scales
+        out.append(ds)
     return out[0], out[1]
 
 
@@ -385,8 +389,15 @@ def evaluate(model: nn.Module, loader: DataLoader, evaluator: Any, *, device: to
     total = len(loader)
     for batch in Progress(loader, total, "eval", enabled=show, log_interval=max(total // 4, 1)):
         images = batch["image"].to(device, non_blocking=True)
+        scales = None
+        if images.dim() == 5:  # multi-scale testing: (B, S, 3, H, W)
+            scales = dataset.test_scales
+            b, n = images.shape[:2]
+            images = images.flatten(0, 1)
         with _autocast(device, amp[0], amp[1]):
             heat = predict_heatmaps(model, images, flip_index=flip_index, unbiased=codec.unbiased)
+        if scales is not None:
+            heat = align_multiscale_heatmaps(heat.float().unflatten(0, (b, n)), scales)
         kps_crop, scores = codec.decode(heat.float().cpu().numpy())
         center = batch["center"].numpy()
         scale = batch["scale"].numpy()
