@@ -123,4 +123,6 @@ def test_unbiased_crop_flip_equals_source_flip():
     a = flip_image(warp_image(img[..., None], get_warp_matrix(c, s, 0, (64, 48)), (64, 48))[..., None])
     c_f = np.array([160 - 1 - c[0], c[1]])
     b = warp_image(flip_image(img[..., None]), get_warp_matrix(c_f, s, 0, (64, 48)), (64, 48))
-    np.testing.assert_allclose(a[..., 0], b, atol=1e-3)
+    # OpenCV 4's warpAffine interpolates with fixed-point weights (max diff ~0.12 here, on values
+    # of std 7); a one-pixel centre error, the bug this guards against, differs by ~5.5.
+    np.testing.assert_allclose(a[..., 0], b, atol=0.25)
