@@ -7,8 +7,8 @@ STAMP := .install.stamp
 
 .PHONY: install demo test test-all bench report clean
 
+# The CPU build of torch is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
-	# the CPU build of torch lies on disk here; a bare `torch` would pull a multi-GB CUDA build
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q -e ".[dev,export]"
 	touch $(STAMP)
