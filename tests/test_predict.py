@@ -123,10 +123,17 @@ def test_predict_real_coco_image(data_root, tmp_path, capsys):
     if not img.is_file():
         pytest.skip("coco_mini image not found")
     out = tmp_path / "out"
-    rc = main(["predict", str(img), "--input-size", "128x96", "--output-dir", str(out), "--no-progress"])
+    # an untrained registered model says so
+    rc = main(["predict", str(img), "--model", "stnet_1s", "--input-size", "128x96",
+               "--output-dir", str(tmp_path / "untrained"), "--no-progress"])
+    assert rc == 0 and "UNTRAINED" in capsys.readouterr().err
+    # the default model: the shipped weights when this install has them
+    from stnet.inference import DEFAULT_PRETRAINED, list_pretrained
+
+    rc = main(["predict", str(img), "--output-dir", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 0
-    assert "UNTRAINED" in err
+    assert ("UNTRAINED" in err) != (DEFAULT_PRETRAINED in list_pretrained())
     png = cv2.imread(str(out / "000000433998.png"))
     assert png is not None and png.shape[:2] == (427, 640)
     res = json.loads((out / "predictions.json").read_text())
