@@ -126,3 +126,27 @@ def heatmap_peaks(codec: Any, heatmaps: ArrayLike) -> tuple[torch.Tensor, torch.
     elif codec.refine == "quarter":
         coords = refine_quarter(hm, coords)
     return coords, scores, was_numpy, single
+
+
+class GaussianHeatmapBase:
+    """Shared constructor of the Gaussian heatmap codecs: sizes, sigma and refinement checked in
+    one place. Subclasses set ``unbiased`` and derive their pixel mapping in ``_init_geometry``."""
+
+    unbiased: bool
+
+    def __init__(self, input_size: Sequence[int] = (256, 192), heatmap_size: Sequence[int] | None = None,
+                 sigma: float = 2.0, refine: str = "dark", blur_kernel_size: int = 11) -> None:
+        self.input_size = pair(input_size, "input_size")
+        self.heatmap_size = pair(heatmap_size, "heatmap_size") if heatmap_size is not None \
+            else default_heatmap_size(self.input_size)
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        if refine not in ("dark", "quarter", "none"):
+            raise ValueError(f"refine must be 'dark', 'quarter' or 'none', got {refine!r}")
+        self.sigma = float(sigma)
+        self.refine = refine
+        self.blur_kernel_size = int(blur_kernel_size)
+        self._init_geometry()
+
+    def _init_geometry(self) -> None:
+        raise NotImplementedError

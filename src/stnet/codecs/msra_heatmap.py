@@ -25,14 +25,14 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from ._common import (ArrayLike, default_heatmap_size, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs, pair)
+from ._common import (GaussianHeatmapBase, ArrayLike, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs)
 
 __all__ = ["MSRAHeatmap"]
 
 Refine = Literal["dark", "quarter", "none"]
 
 
-class MSRAHeatmap:
+class MSRAHeatmap(GaussianHeatmapBase):
     """Classic (quantised) Gaussian heatmap codec; arguments as :class:`UDPHeatmap`, with
     ``refine="quarter"`` by default."""
 
@@ -40,16 +40,9 @@ class MSRAHeatmap:
 
     def __init__(self, input_size: Sequence[int] = (256, 192), heatmap_size: Sequence[int] | None = None,
                  sigma: float = 2.0, refine: Refine = "quarter", blur_kernel_size: int = 11) -> None:
-        self.input_size = pair(input_size, "input_size")
-        self.heatmap_size = pair(heatmap_size, "heatmap_size") if heatmap_size is not None \
-            else default_heatmap_size(self.input_size)
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
-        if refine not in ("dark", "quarter", "none"):
-            raise ValueError(f"refine must be 'dark', 'quarter' or 'none', got {refine!r}")
-        self.sigma = float(sigma)
-        self.refine = refine
-        self.blur_kernel_size = int(blur_kernel_size)
+        super().__init__(input_size, heatmap_size, sigma, refine, blur_kernel_size)
+
+    def _init_geometry(self) -> None:
         (hi, wi), (hh, wh) = self.input_size, self.heatmap_size
         self._stride = np.array([wi / wh, hi / hh], dtype=np.float64)
 
