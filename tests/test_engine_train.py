@@ -218,3 +218,50 @@ def test_ddp_two_cpu_processes_gloo(tmp_path, syn):
     assert load_checkpoint(out_parent / "ddp" / "last.pt")["iteration"] == 2
     # one progress/log stream: only rank 0 prints the per-epoch line
     assert r.stdout.count("epoch 1/1 loss") == 1
+
+
+def test_time_budget_stops_in_time_with_complete_checkpoints(tmp_path, syn):
+    """A budgeted run plans its epochs from its own speed, ends within the budget and leaves
+    last.pt/best.pt complete (validated final epoch), with the plan recorded."""
+    from stnet.engine.config import load_config
+    from stnet.engine.train import train
+
+    out = tmp_path / "budget"
+    budget_min = 0.15
+    cfg = load_config(recipe(tmp_path, syn, out, epochs=10_000),
+                      {"schedule.time_budget_min": budget_min, "schedule.decay": "cosine"})
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    wall = time.perf_counter() - t0
+    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert last["elapsed_s"] <= budget_min * 60 * 1.15, last["elapsed_s"]
+    assert wall < budget_min * 60 + 30  # plus start-up (data, model) and the final plot
+    assert 1 < last["epoch"] < 10_000 and last["planned_epochs"] == last["epoch"] == summary["epochs"]
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "metric" in recs[-1] and recs[-1]["epoch"] == last["epoch"]  # the final epoch was validated
+    assert best["epoch"] <= last["epoch"] and best["best_metric"] == max(r["metric"] for r in recs if "metric" in r)
+    # cosine to zero over the plan: the last epoch's lr is far below the peak
+    assert recs[-1]["lr"] < 0.5e-3 and all(r["img_per_s"] > 0 for r in recs)
+
+
+def test_persistent_workers_see_the_epoch(syn):
+    """Seeded augmentation reaches persistent DataLoader workers through the sampler's (epoch,
+    index) keys: two worker processes give exactly the batches of the main process, epoch by epoch."""
+    from stnet.data.build import build_dataloader, build_dataset
+    from stnet.data.config import AugmentConfig, DataConfig
+
+    dc = DataConfig(kind="coco", ann_file=str(syn / "annotations.json"), image_dir=str(syn / "images"),
+                    input_size=(64, 64), augment=AugmentConfig(rotation_factor=30.0), seed=3)
+    batches = {}
+    for workers in (0, 2):
+        loader = build_dataloader(build_dataset(dc, train=True), batch_size=2, num_workers=workers, seed=1,
+                                  persistent_workers=True)
+        got = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            loader.sampler.generator.manual_seed(epoch)
+            got.append(torch.cat([b["image"] for b in loader]))
+        batches[workers] = got
+    assert not torch.equal(batches[0][0], batches[0][1])  # a new epoch draws new augmentation
+    for e in range(2):
+        assert torch.equal(batches[0][e], batches[2][e])

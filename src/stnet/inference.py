@@ -50,13 +50,13 @@ from .data.dataset import normalize_image
 from .data.skeletons import Skeleton, get_skeleton
 from .data.transforms import box_to_center_scale, get_warp_matrix
 from .detectors import as_boxes, build_detector, sanitize_boxes
+from .hub import WEIGHTS_DIR, list_pretrained, shipped_weights
 from .models import create_model, list_models
 from .models.fuse import optimize_for_inference
 
 __all__ = ["PoseEstimator", "PoseResult", "UntrainedWeightsWarning", "load_image", "default_skeleton",
            "resolve_checkpoint", "list_pretrained"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 _DEFAULT_SKELETON = {17: "coco17", 16: "mpii16", 14: "lsp14"}
 
 
@@ -149,13 +149,6 @@ DEFAULT_PRETRAINED = "stnet_1s.lspet_128x96"
 def default_model() -> str:
     """The shipped default weights when present in this install, else the untrained ``stnet_1s``."""
     return DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in list_pretrained() else "stnet_1s"
-
-
-def list_pretrained() -> list[str]:
-    """Names of weights shipped in ``stnet/weights`` (``<name>.pt`` + ``<name>.json``)."""
-    if not WEIGHTS_DIR.is_dir():
-        return []
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt") if p.with_suffix(".json").is_file())
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -349,20 +342,11 @@ class PoseEstimator:
     def from_pretrained(cls, name: str, **kwargs) -> "PoseEstimator":
         """Weights shipped with the package (``stnet/weights/<name>.pt`` + ``<name>.json``, the
         json holding ``{"model": ..., "skeleton": ..., "input_size": [H, W], "overrides": {...}}``)."""
-        available = list_pretrained()
-        pt, meta = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}.json"
-        if not (pt.is_file() and meta.is_file()):
+        if name not in list_pretrained():
             raise FileNotFoundError(
-                f"no pretrained weights named {name!r}; available: {', '.join(available) or 'none yet'}. "
+                f"no pretrained weights named {name!r}; available: {', '.join(list_pretrained()) or 'none yet'}. "
                 "Train a model (stnet train) and use PoseEstimator.from_checkpoint('runs/<name>') instead.")
-        info = json.loads(meta.read_text(encoding="utf-8"))
-        if info.get("sha256"):
-            from .engine.ship import sha256_file
-
-            digest = sha256_file(pt)
-            if digest != info["sha256"]:
-                raise ValueError(f"shipped weights {pt} are corrupted: sha256 {digest} does not match "
-                                 f"{info['sha256']} in {meta.name}; reinstall stnet")
+        pt, info = shipped_weights(name)
         kwargs.setdefault("skeleton", info.get("skeleton"))
         if info.get("input_size"):
             kwargs.setdefault("input_size", tuple(info["input_size"]))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import (DataLoader, Dataset, DistributedSampler, RandomSampler,
+from torch.utils.data import (DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler,
                               SequentialSampler)
 
 from stnet.codecs import build_codec
@@ -21,7 +21,7 @@ from .records import PersonRecord
 from .skeletons import Skeleton, get_skeleton, skeleton_from_coco
 
 __all__ = ["build_skeleton", "load_records", "build_dataset", "build_dataloader", "build_loader",
-           "preset_config", "default_data_root", "worker_init_fn"]
+           "preset_config", "default_data_root", "worker_init_fn", "EpochTaggedSampler"]
 
 
 def default_data_root() -> Path:
@@ -99,6 +99,34 @@ def worker_init_fn(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+class EpochTaggedSampler(Sampler):
+    """Yields ``(epoch, index)`` keys for a :class:`TopDownDataset`.
+
+    Persistent DataLoader workers hold their own copy of the dataset, which a ``set_epoch`` call
+    in the main process never reaches; carrying the epoch in each key keeps seeded augmentation a
+    function of (seed, epoch, index), so a resumed run sees exactly the batches an uninterrupted
+    one would, without re-forking workers every epoch."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    @property
+    def generator(self) -> Any:
+        return getattr(self.sampler, "generator", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, int(i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
 def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = True,
                      num_workers: int = 4, pin_memory: bool | None = None, seed: int = 0,
                      drop_last: bool | None = None, persistent_workers: bool | None = None,
@@ -123,6 +151,8 @@ def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = Tr
         sampler = RandomSampler(dataset, generator=g)
     else:
         sampler = SequentialSampler(dataset)
+    if isinstance(dataset, TopDownDataset):
+        sampler = EpochTaggedSampler(sampler)
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs["persistent_workers"] = True if persistent_workers is None else persistent_workers

@@ -177,7 +177,12 @@ class TopDownDataset(Dataset):
                     fix_aspect_ratio(np.asarray(rec.scale, np.float64), self.aspect_ratio))
         return box_to_center_scale(rec.box, self.aspect_ratio, self.bbox_padding, where=rec.source)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(index, tuple):
+            # (epoch, index) from EpochTaggedSampler: the epoch reaches persistent workers this way.
+            epoch, index = int(index[0]), int(index[1])
+            if epoch != self.epoch:
+                self.set_epoch(epoch)
         rng = self.rng_for(index)
         tried = 0
         while True:

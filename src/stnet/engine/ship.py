@@ -7,7 +7,6 @@ the sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -16,21 +15,13 @@ from typing import Any
 
 import torch
 
-from ..inference import WEIGHTS_DIR
+from ..hub import WEIGHTS_DIR, sha256_file
 from .checkpoint import load_checkpoint
 
 __all__ = ["pack_weights", "sha256_file", "WEIGHTS_DIR"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write(path: Path, write) -> None:

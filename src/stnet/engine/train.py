@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.codecs import flip_test
 from stnet.data.dataset import align_multiscale_heatmaps
-from stnet.data.build import build_dataloader, build_dataset, build_skeleton, load_records
+from stnet.data.build import (EpochTaggedSampler, build_dataloader, build_dataset, build_skeleton,
+                              load_records)
 from stnet.data.config import DataConfig
 from stnet.data.transforms import crop_to_image
 from stnet.models import create_model
@@ -44,7 +45,7 @@ from .config import TrainConfig, config_to_dict, resolve_data_path, save_config
 from .logger import Progress, RunLogger
 
 __all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "build_model", "build_datasets",
-           "HeatmapLoss", "ModelEMA", "build_optimizer", "build_scheduler", "amp_settings",
+           "HeatmapLoss", "ModelEMA", "EpochPlan", "build_optimizer", "build_scheduler", "amp_settings",
            "train_one_epoch", "predict_heatmaps", "build_evaluator", "evaluate", "train",
            "evaluate_checkpoint", "metric_key"]
 
@@ -121,7 +122,10 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     over = {"num_joints": num_joints, "input_size": tuple(cfg.input_size), **cfg.model.overrides}
     model = create_model(cfg.model.name, **over)
     if cfg.model.weights:
-        state = load_checkpoint(cfg.model.weights)
+        from stnet.hub import is_shipped_name, shipped_weights
+
+        ref = cfg.model.weights
+        state = load_checkpoint(shipped_weights(ref)[0] if is_shipped_name(ref) else ref)
         src = state.get("ema") or state["model"]
         src = {k[len("module."):] if k.startswith("module.") else k: v for k, v in src.items()}
         own = model.state_dict()
@@ -235,15 +239,57 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), eps=o.eps)
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int
-                    ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-iteration LR factor: linear warm-up x ``gamma ** (milestones passed)``."""
+class EpochPlan:
+    """How many epochs the LR schedule spans. Fixed at ``schedule.epochs``, or, with
+    ``schedule.time_budget_min``, re-planned after every epoch from the measured epoch time so that
+    the run (validation included) ends within the budget."""
+
+    def __init__(self, cfg: TrainConfig, epochs: int | None = None, elapsed_s: float = 0.0) -> None:
+        s = cfg.schedule
+        self.max_epochs = s.epochs
+        self.budget_s = float(s.time_budget_min) * 60.0 if s.time_budget_min else None
+        self.epochs = int(epochs) if epochs else s.epochs
+        self.elapsed_before = float(elapsed_s)  # wall clock of earlier sessions of this run
+        self.started = time.perf_counter()
+        self.epoch_times: list[float] = []
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def deadline(self, reserve_s: float) -> float | None:
+        """``perf_counter`` time at which training must stop to leave ``reserve_s`` for validation
+        and saving; None without a budget."""
+        if self.budget_s is None:
+            return None
+        return self.started + self.budget_s - self.elapsed_before - reserve_s
+
+    def replan(self, epochs_done: int, epoch_s: float) -> None:
+        self.epoch_times.append(epoch_s)
+        if self.budget_s is None:
+            return
+        per_epoch = sum(self.epoch_times[-5:]) / len(self.epoch_times[-5:])
+        more = int(max(self.budget_s - self.elapsed_s, 0.0) // max(per_epoch, 1e-9))
+        self.epochs = max(epochs_done, min(self.max_epochs, epochs_done + more))
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int,
+                    plan: EpochPlan | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration LR factor: linear warm-up x decay (``gamma ** milestones passed``, or cosine /
+    linear to ``min_lr_ratio`` over the plan's epochs)."""
     s = cfg.schedule
+    plan = plan or EpochPlan(cfg)
     milestones = sorted(s.milestones)
+    ipe = max(iters_per_epoch, 1)
 
     def factor(it: int) -> float:
-        epoch = it // max(iters_per_epoch, 1)
-        f = s.gamma ** sum(epoch >= m for m in milestones)
+        if s.decay == "step":
+            stretch = plan.epochs / s.epochs  # milestones move with a budget's plan
+            f = s.gamma ** sum(it // ipe >= round(m * stretch) for m in milestones)
+        else:
+            t = min(it / (plan.epochs * ipe), 1.0)
+            shape = 0.5 * (1.0 + math.cos(math.pi * t)) if s.decay == "cosine" else 1.0 - t
+            f = s.min_lr_ratio + (1.0 - s.min_lr_ratio) * shape
         if s.warmup_iters and it < s.warmup_iters:
             f *= s.warmup_ratio + (1.0 - s.warmup_ratio) * it / s.warmup_iters
         return f
@@ -253,8 +299,13 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_pe
 
 def amp_settings(amp: str, device: torch.device) -> tuple[bool, torch.dtype, bool]:
     """(autocast enabled, dtype, use GradScaler) for ``runtime.amp`` on ``device``."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+    if amp == "off":
         return False, torch.float32, False
+    if amp == "auto" and device.type != "cuda":
+        from stnet.cpuinfo import cpu_info
+
+        return (True, torch.bfloat16, False) if device.type == "cpu" and cpu_info().has_bf16 \
+            else (False, torch.float32, False)
     if amp == "auto":
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if amp == "bf16":
@@ -284,6 +335,12 @@ def _outputs(output: Any) -> list[torch.Tensor]:
     return [_last(output)]
 
 
+def _past(deadline: float, device: torch.device) -> bool:
+    """Whether ``deadline`` has passed, agreed by every rank (they must stop at the same step)."""
+    flag = [1.0 if time.perf_counter() >= deadline else 0.0]
+    return _all_reduce_sum(flag, device)[0] > 0
+
+
 # ----------------------------------------------------------------------------------------------
 # One epoch of training
 # ----------------------------------------------------------------------------------------------
@@ -292,14 +349,19 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: HeatmapLoss,
                     *, device: torch.device, epoch: int, amp: tuple[bool, torch.dtype, bool],
                     grad_clip: float | None = None, ema: ModelEMA | None = None,
                     intermediate_supervision: bool = False, max_iters: int | None = None,
-                    show: bool = True, log_interval: int = 50) -> dict[str, float]:
-    """Train for one epoch; returns the mean loss (reduced across ranks), images/s and the last LR."""
+                    show: bool = True, log_interval: int = 50, channels_last: bool = False,
+                    deadline: float | None = None) -> dict[str, float]:
+    """Train for one epoch; returns the mean loss (reduced across ranks), images/s and the last LR.
+    ``deadline`` (a ``time.perf_counter()`` value) ends the epoch early, between two steps."""
     model.train()
     total = len(loader) if max_iters is None else min(len(loader), int(max_iters))
     progress = Progress(loader, total, f"epoch {epoch + 1}", enabled=show, log_interval=log_interval)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     loss_sum, n_seen = 0.0, 0
     for batch in progress:
-        images = batch["image"].to(device, non_blocking=True)
+        if deadline is not None and _past(deadline, device):
+            break
+        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
         target = batch["heatmaps"].to(device, non_blocking=True)
         weight = batch["target_weight"].to(device, non_blocking=True)
 
@@ -376,7 +438,7 @@ def build_evaluator(cfg: TrainConfig, dataset: Any, *, output_dir: str | Path | 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, evaluator: Any, *, device: torch.device,
              flip: bool = True, amp: tuple[bool, torch.dtype, bool] = (False, torch.float32, False),
-             show: bool = False) -> dict[str, float]:
+             show: bool = False, channels_last: bool = False) -> dict[str, float]:
     """Predict every sample of ``loader``, decode, map to image pixels, feed ``evaluator``; returns
     its metrics (identical on every rank: the evaluators gather and score on rank 0)."""
     from stnet.evaluation import CocoEvaluator, MPIIEvaluator
@@ -394,6 +456,8 @@ def evaluate(model: nn.Module, loader: DataLoader, evaluator: Any, *, device: to
             scales = dataset.test_scales
             b, n = images.shape[:2]
             images = images.flatten(0, 1)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp[0], amp[1]):
             heat = predict_heatmaps(model, images, flip_index=flip_index, unbiased=codec.unbiased)
         if scales is not None:
@@ -428,9 +492,10 @@ def _set_epoch(loader: DataLoader, epoch: int, seed: int) -> None:
     """Make epoch ``epoch``'s order and augmentation a function of (seed, epoch) only, so a
     resumed run sees exactly the batches an uninterrupted one would."""
     sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
+    if isinstance(sampler, (DistributedSampler, EpochTaggedSampler)):
         sampler.set_epoch(epoch)
-    elif getattr(sampler, "generator", None) is not None:
+    if not isinstance(getattr(sampler, "sampler", sampler), DistributedSampler) \
+            and getattr(sampler, "generator", None) is not None:
         sampler.generator.manual_seed(seed * 1000 + epoch)
     if hasattr(loader.dataset, "set_epoch"):
         loader.dataset.set_epoch(epoch)
@@ -465,9 +530,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
     # --- data ------------------------------------------------------------------------------------
     train_ds, val_ds = build_datasets(cfg)
     train_loader = build_dataloader(train_ds, batch_size=rt.batch_size, train=True, num_workers=rt.workers,
-                                    seed=rt.seed, persistent_workers=False)
+                                    seed=rt.seed, persistent_workers=True)
     val_loader = build_dataloader(val_ds, batch_size=rt.val_batch_size or rt.batch_size, train=False,
-                                  num_workers=rt.workers, persistent_workers=False)
+                                  num_workers=rt.workers, persistent_workers=True)
     iters_per_epoch = len(train_loader) if rt.max_iters_per_epoch is None else min(len(train_loader),
                                                                                      rt.max_iters_per_epoch)
     if iters_per_epoch == 0:
@@ -476,6 +541,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
 
     # --- model, loss, optimiser ------------------------------------------------------------------
     model = build_model(cfg, train_ds.skeleton.num_keypoints).to(info.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if cfg.loss.intermediate_supervision:
         with torch.no_grad():
             probe = model.eval()(torch.zeros(1, 3, *cfg.input_size, device=info.device))
@@ -490,7 +557,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     loss_fn = HeatmapLoss(cfg.loss.use_target_weight, cfg.loss.ohkm_topk if cfg.loss.ohkm else None)
     optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
+    plan = EpochPlan(cfg, epochs=state.get("planned_epochs") if state else None,
+                     elapsed_s=float(state.get("elapsed_s") or 0.0) if state else 0.0)
+    scheduler = build_scheduler(cfg, optimizer, iters_per_epoch, plan)
     amp = amp_settings(rt.amp, info.device)
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp[2])
     kind, metric_name = metric_key(cfg)
@@ -519,49 +588,72 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
 
     # --- epochs ----------------------------------------------------------------------------------
     summary: dict[str, Any] = {"run_dir": str(run_dir), "metric_name": metric_name}
+    if plan.budget_s is not None:
+        _say(info, f"time budget {plan.budget_s / 60:.1f} min ({plan.elapsed_s / 60:.1f} used): the schedule "
+                   f"spans {plan.epochs} epoch(s) until the first epoch is timed")
+    val_s = 0.0  # last validation + save time, reserved at the end of a budgeted run
     for epoch in range(start_epoch, cfg.schedule.epochs):
+        if epoch >= plan.epochs:
+            break
         _set_epoch(train_loader, epoch, rt.seed)
         t0 = time.perf_counter()
+        reserve = val_s if val_s else 0.05 * (plan.budget_s or 0.0)
         stats = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, scaler,
                                 device=info.device, epoch=epoch, amp=amp, grad_clip=rt.grad_clip, ema=ema,
                                 intermediate_supervision=cfg.loss.intermediate_supervision,
                                 max_iters=rt.max_iters_per_epoch, show=info.is_main,
-                                log_interval=rt.log_interval)
+                                log_interval=rt.log_interval, channels_last=rt.channels_last,
+                                deadline=plan.deadline(reserve))
         iteration += stats["iters"]
+        train_s = time.perf_counter() - t0
         if info.distributed:  # BN running stats are per rank; evaluate and save rank 0's everywhere
             _broadcast_buffers(_unwrap(model))
             if ema is not None:
                 _broadcast_buffers(ema.module)
+        cut_short = stats["iters"] < iters_per_epoch
+        plan.replan(epoch + 1, train_s + val_s / rt.val_interval)
+        if info.distributed:  # every rank must follow the same plan
+            plan.epochs = int(_all_reduce_sum([float(plan.epochs)], info.device)[0]) // info.world_size
+        final = epoch + 1 >= plan.epochs or cut_short
         record: dict[str, Any] = {"epoch": epoch + 1, "iteration": iteration, "train_loss": stats["train_loss"],
-                                  "lr": stats["lr"], "img_per_s": stats["img_per_s"],
-                                  "epoch_time_s": time.perf_counter() - t0}
+                                  "lr": stats["lr"], "img_per_s": stats["img_per_s"], "epoch_time_s": train_s}
+        if plan.budget_s is not None:
+            record.update(planned_epochs=plan.epochs, elapsed_min=plan.elapsed_s / 60)
         is_best = False
-        if (epoch + 1) % rt.val_interval == 0 or epoch + 1 == cfg.schedule.epochs:
+        t1 = time.perf_counter()
+        if (epoch + 1) % rt.val_interval == 0 or final:
             evaluator = build_evaluator(cfg, val_ds, output_dir=run_dir / "eval" if info.is_main else None,
                                         print_fn=print if info.is_main else None)
             eval_model = ema.module if ema is not None else _unwrap(model)
             metrics = evaluate(eval_model, val_loader, evaluator, device=info.device, flip=cfg.eval.flip_test,
-                               amp=amp)
+                               amp=amp, channels_last=rt.channels_last)
             value = float(metrics[metric_name])
             record.update(metric_name=metric_name, metric=value,
                           val={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             if value > best:
                 best, is_best = value, True
-        _say(info, f"epoch {epoch + 1}/{cfg.schedule.epochs} loss {stats['train_loss']:.4e} "
+        _say(info, f"epoch {epoch + 1}/{plan.epochs} loss {stats['train_loss']:.4e} "
                    f"lr {stats['lr']:.2e} {stats['img_per_s']:.1f} img/s"
-                   + (f" | {metric_name} {record['metric']:.4f} (best {best:.4f})" if "metric" in record else ""))
+                   + (f" | {metric_name} {record['metric']:.4f} (best {best:.4f})" if "metric" in record else "")
+                   + (f" | {plan.elapsed_s / 60:.1f}/{plan.budget_s / 60:.1f} min" if plan.budget_s else ""))
         if info.is_main:
             ckpt = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None, "epoch": epoch + 1,
                     "iteration": iteration, "best_metric": best if best > -math.inf else None,
-                    "metric_name": metric_name, "rng": rng_state(), "config": config_to_dict(cfg)}
+                    "metric_name": metric_name, "rng": rng_state(), "config": config_to_dict(cfg),
+                    "planned_epochs": plan.epochs, "elapsed_s": plan.elapsed_s}
             save_checkpoint(ckpt, run_dir / "last.pt")
             if is_best:
                 save_checkpoint(ckpt, run_dir / "best.pt")
             logger.log_epoch(record)
         if info.distributed:
             dist.barrier()
+        if (epoch + 1) % rt.val_interval == 0 or final:
+            val_s = time.perf_counter() - t1
+        if cut_short and plan.budget_s is not None:
+            _say(info, f"time budget reached after {plan.elapsed_s / 60:.1f} min: stopped in epoch {epoch + 1}")
+            break
     logger.close()
     summary["weights_digest"] = weights_digest(_unwrap(model))
     if info.distributed:  # DDP sanity check: every rank must end with the same weights
@@ -577,7 +669,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
             summary["curves"] = str(plot_run(run_dir))
         except ValueError as e:  # nothing logged yet (e.g. resumed after the final epoch)
             print(f"plot skipped: {e}")
-    summary.update(best_metric=best if best > -math.inf else None, epochs=cfg.schedule.epochs,
+    summary.update(best_metric=best if best > -math.inf else None, epochs=plan.epochs,
                    iteration=iteration)
     return summary
 
