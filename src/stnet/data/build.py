@@ -48,10 +48,14 @@ def load_records(cfg: DataConfig, skeleton: Skeleton | None = None) -> list[Pers
                                  det_score_threshold=cfg.det_score_threshold)
     if cfg.kind == "mpii":
         return load_mpii_records(cfg.ann_file, cfg.image_dir, skel)
+    if cfg.kind == "cache":
+        from .crop_cache import load_cache_records
+
+        return load_cache_records(cfg.ann_file, skel, split=cfg.split)
     if cfg.kind == "lsp":
         return load_lsp_records(cfg.ann_file, cfg.image_dir or None, skel, split=cfg.split,
                                 val_fraction=cfg.lsp_val_fraction)
-    raise ValueError(f"unknown DataConfig.kind {cfg.kind!r}; expected 'coco', 'mpii' or 'lsp'")
+    raise ValueError(f"unknown DataConfig.kind {cfg.kind!r}; expected 'coco', 'mpii', 'lsp' or 'cache'")
 
 
 def _check_files(records: list[PersonRecord], train: bool, where: str) -> list[PersonRecord]:
@@ -81,13 +85,18 @@ def build_dataset(cfg: DataConfig, train: bool | None = None, *, check_files: bo
     recs = load_records(cfg, skel) if records is None else records
     if not recs:
         raise ValueError(f"{cfg.ann_file}: no usable person records for split {cfg.split!r}")
-    if check_files:
+    if check_files and cfg.kind != "cache":
         recs = _check_files(recs, train, cfg.ann_file)
     codec = build_codec(cfg.codec, cfg.input_size)
-    return TopDownDataset(recs, skel, input_size=cfg.input_size, codec=codec,
-                          augment=cfg.augment if train else None, bbox_padding=cfg.bbox_padding,
-                          normalize=cfg.normalize, use_joint_weights=cfg.use_joint_weights,
-                          skip_bad_images=train, max_bad_images=cfg.max_bad_images, seed=cfg.seed)
+    kwargs: dict[str, Any] = dict(input_size=cfg.input_size, codec=codec, augment=cfg.augment if train else None,
+                                  bbox_padding=cfg.bbox_padding, normalize=cfg.normalize,
+                                  use_joint_weights=cfg.use_joint_weights, skip_bad_images=train,
+                                  max_bad_images=cfg.max_bad_images, seed=cfg.seed)
+    if cfg.kind == "cache":
+        from .crop_cache import CropCacheDataset
+
+        return CropCacheDataset(cfg.ann_file, recs, skel, **kwargs)
+    return TopDownDataset(recs, skel, **kwargs)
 
 
 def worker_init_fn(worker_id: int) -> None:

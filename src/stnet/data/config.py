@@ -71,7 +71,7 @@ class DataConfig:
     ``"lsp"`` (``joints.mat``; ``split`` picks the deterministic train/val part).
     """
 
-    kind: Literal["coco", "mpii", "lsp"] = "coco"
+    kind: Literal["coco", "mpii", "lsp", "cache"] = "coco"
     ann_file: str = ""
     image_dir: str = ""
     skeleton: str = "coco17"

@@ -203,13 +203,17 @@ class TopDownDataset(Dataset):
                 n = len(self)
                 index = int((index + 1 + rng.integers(n - 1)) % n) if n > 1 else index
 
+    def read(self, rec: PersonRecord) -> np.ndarray:
+        """The RGB image ``rec`` lives in (a subclass may serve it from elsewhere, e.g. a crop cache)."""
+        return read_image(rec.image_path)
+
     def _to_input(self, crop: np.ndarray) -> np.ndarray:
         return normalize_image(crop) if self.normalize else np.ascontiguousarray(crop.transpose(2, 0, 1))
 
     def load(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
         """Item ``index`` without the skip-on-bad-image logic (errors propagate)."""
         rec = self.records[index]
-        image = read_image(rec.image_path)
+        image = self.read(rec)
         center, scale = self.region(rec)
         params = CropParams(center=center, scale=scale)
         if self.augment is not None:

@@ -58,6 +58,35 @@ def _pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from stnet.data.build import build_skeleton, load_records
+    from stnet.data.crop_cache import build_crop_cache
+
+    from .train import _resolved
+
+    cfg = _cfg(args)
+    splits = {}
+    for name in args.splits:
+        dc = _resolved(cfg, getattr(cfg, name))
+        if dc.kind == "cache":
+            raise ValueError(f"{name}: the recipe already reads a crop cache ({dc.ann_file})")
+        splits[name] = load_records(dc, build_skeleton(dc))
+        if name == "train" and cfg.runtime.limit_train:
+            splits[name] = splits[name][: cfg.runtime.limit_train]
+        if name == "val" and cfg.runtime.limit_val:
+            splits[name] = splits[name][: cfg.runtime.limit_val]
+    dc = _resolved(cfg, cfg.train)
+    summary = build_crop_cache(splits, build_skeleton(dc), args.output, input_size=cfg.input_size,
+                               resolution=args.resolution, margin=args.margin, quality=args.quality,
+                               bbox_padding=dc.bbox_padding, source=str(args.config))
+    print(f"wrote {summary['path']}: {summary['persons']} persons, {summary['bytes'] / 2**20:.1f} MiB, crops "
+          f"{summary['crop_size'][0]}x{summary['crop_size'][1]}"
+          + (f"; {summary['skipped_images']} unreadable images left out" if summary["skipped_images"] else ""))
+    print(f"train from it: stnet train {args.config} --set train.kind=cache --set train.ann_file={args.output} "
+          f"--set val.kind=cache --set val.ann_file={args.output}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a model from a recipe (CPU, GPU, or torchrun DDP)",
                               description="Train from a recipe YAML (overrides of the defaults in "
@@ -87,6 +116,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("run_dir")
     q.add_argument("--out", default=None, help="output PNG (default RUN_DIR/curves.png)")
     q.set_defaults(func=_plot)
+
+    c = subparsers.add_parser(
+        "cache", help="pack a recipe's person crops (JPEG + keypoints) into one file for fast training",
+        description="Cut every person of the recipe's train/val splits once, with room for augmentation, "
+                    "and store the crops as JPEG bytes with keypoints, boxes and splits in one .npz. Train "
+                    "from it with train.kind=cache / val.kind=cache (see docs/training.md). Useful when images "
+                    "must travel (a rented GPU) or the image folder is large.")
+    c.add_argument("config", help="recipe YAML whose train/val splits are cached")
+    c.add_argument("-o", "--output", required=True, help="cache file to write (.npz)")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+    c.add_argument("--splits", nargs="+", choices=["train", "val"], default=["train", "val"])
+    c.add_argument("--resolution", type=float, default=1.5,
+                   help="crop size as a multiple of the model input (default 1.5)")
+    c.add_argument("--margin", type=float, default=1.4,
+                   help="crop region as a multiple of the padded person region, room for scale/rotation "
+                        "augmentation (default 1.4)")
+    c.add_argument("--quality", type=int, default=85, help="JPEG quality 1-100 (default 85)")
+    c.set_defaults(func=_cache)
 
     k = subparsers.add_parser("pack", help="package a checkpoint as shipped fp16 weights + metadata json")
     k.add_argument("checkpoint", help="training checkpoint (best.pt / last.pt)")

@@ -409,7 +409,8 @@ def metric_key(cfg: TrainConfig) -> tuple[str, str]:
     """(evaluator kind, name of the metric that picks the best checkpoint)."""
     kind = cfg.eval.metric
     if kind == "auto":
-        kind = {"coco": "coco", "lsp": "pck", "mpii": "pckh" if cfg.eval.mpii_gt_valid else "pck"}[cfg.val.kind]
+        kind = {"coco": "coco", "lsp": "pck", "cache": "pck",
+                "mpii": "pckh" if cfg.eval.mpii_gt_valid else "pck"}[cfg.val.kind]
     if kind == "coco":
         return "coco", "AP"
     if kind == "pckh":

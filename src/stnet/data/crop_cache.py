@@ -1,0 +1,208 @@
+"""A dataset's person crops packed into one file, for training where disk or transfer is the limit
+(a lent GPU machine that receives only tens of MB, a network file system, a huge image folder).
+
+Each person is cut from its image once, with room around it for the scale and rotation
+augmentation (``margin`` x the padded region), resampled to ``resolution`` x the model input,
+and stored as JPEG bytes with its keypoints, visibility, box and crop region re-expressed in
+crop pixels, plus the 2x3 matrix back to the original image. :class:`CropCacheDataset` serves
+them exactly like :class:`~stnet.data.dataset.TopDownDataset` serves whole images, so the
+augmentation, targets and evaluation are unchanged; only the images come from memory.
+
+File format: a NumPy ``.npz`` of plain arrays (read with ``allow_pickle=False``: loading a cache
+runs no code)::
+
+    jpeg        (total_bytes,) uint8    all crops' JPEG bytes, concatenated
+    offsets     (N + 1,) int64          crop i is jpeg[offsets[i]:offsets[i + 1]]
+    keypoints   (N, K, 2) float32       crop pixels
+    visibility  (N, K) float32
+    box         (N, 4) float32          [x, y, w, h] in crop pixels
+    center      (N, 2) float64          the un-augmented region in crop pixels
+    scale       (N, 2) float64
+    to_image    (N, 2, 3) float64       crop pixels -> original image pixels
+    split       (N,) <U5                "train" / "val"
+    image_id    (N,) <U..               the dataset's image ids, as text
+    instance_id (N,) int64
+    score       (N,) float32
+    meta        (bytes,) uint8          UTF-8 JSON: skeleton name and keypoint names, sizes, source
+
+PCK (normalised by torso or box) is unchanged by the uniform scaling into crop pixels; end-point
+errors are in crop pixels. COCO AP needs the original annotation file: evaluate COCO on it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from .dataset import TopDownDataset
+from .records import ImageReadError, PersonRecord, read_image
+from .skeletons import Skeleton
+from .transforms import affine_points, box_to_center_scale, fix_aspect_ratio, get_warp_matrix, warp_image
+
+__all__ = ["build_crop_cache", "load_cache_records", "CropCacheDataset", "CACHE_VERSION"]
+
+CACHE_VERSION = 1
+
+
+def _region(rec: PersonRecord, aspect: float, padding: float) -> tuple[np.ndarray, np.ndarray]:
+    if rec.center is not None and rec.scale is not None:
+        return np.asarray(rec.center, np.float64), fix_aspect_ratio(np.asarray(rec.scale, np.float64), aspect)
+    return box_to_center_scale(rec.box, aspect, padding, where=rec.source)
+
+
+def build_crop_cache(splits: dict[str, Sequence[PersonRecord]], skeleton: Skeleton, out: str | os.PathLike, *,
+                     input_size: tuple[int, int], resolution: float = 1.5, margin: float = 1.4,
+                     quality: int = 85, bbox_padding: float = 1.25, source: str = "",
+                     progress: bool = True) -> dict[str, Any]:
+    """Cut every record of ``splits`` (``{"train": records, "val": records}``) into ``out``.
+
+    The crop covers ``margin`` x the padded, aspect-fixed region the dataset would use, at
+    ``round(resolution * input_size)`` pixels. Unreadable images are left out and counted.
+    Returns a summary (persons per split, bytes, skipped images). The file is written atomically.
+    """
+    if not 0 < quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if resolution <= 0 or margin < 1:
+        raise ValueError(f"resolution must be > 0 and margin >= 1, got {resolution}, {margin}")
+    h_in, w_in = int(input_size[0]), int(input_size[1])
+    size = (int(round(h_in * resolution)), int(round(w_in * resolution)))
+    aspect = w_in / h_in
+    cols: dict[str, list[Any]] = {k: [] for k in ("keypoints", "visibility", "box", "center", "scale", "to_image",
+                                                   "split", "image_id", "instance_id", "score")}
+    blobs: list[bytes] = []
+    skipped: list[str] = []
+    items = [(name, r) for name, recs in splits.items() for r in recs]
+    last_path, image = None, None
+    for n, (split, rec) in enumerate(items):
+        if rec.image_path != last_path:
+            try:
+                image = read_image(rec.image_path)
+            except ImageReadError as e:
+                skipped.append(str(e))
+                image = None
+            last_path = rec.image_path
+        if image is None:
+            continue
+        center, scale = _region(rec, aspect, bbox_padding)
+        wide = scale * margin
+        mat = get_warp_matrix(center, wide, 0.0, size, unbiased=False)
+        crop = warp_image(image, mat, size)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise RuntimeError(f"{rec.source or rec.image_path}: JPEG encoding failed")
+        blobs.append(buf.tobytes())
+        corners = affine_points(np.array([rec.box[:2], rec.box[:2] + rec.box[2:]], np.float64), mat)
+        factor = size[1] / wide[0]  # the same along both axes: the region has the crop's aspect ratio
+        cols["keypoints"].append(affine_points(rec.keypoints, mat).astype(np.float32))
+        cols["visibility"].append(rec.visibility.astype(np.float32))
+        cols["box"].append(np.r_[corners[0], corners[1] - corners[0]].astype(np.float32))
+        cols["center"].append(affine_points(center[None], mat)[0])
+        cols["scale"].append(scale * factor)
+        cols["to_image"].append(get_warp_matrix(center, wide, 0.0, size, unbiased=False, inverse=True))
+        cols["split"].append(split)
+        cols["image_id"].append(str(rec.image_id))
+        cols["instance_id"].append(int(rec.instance_id))
+        cols["score"].append(float(rec.score))
+        if progress and (n + 1) % 1000 == 0:
+            print(f"cache: {n + 1}/{len(items)} persons", flush=True)
+    if not blobs:
+        raise ValueError(f"no readable person crops to cache ({len(skipped)} unreadable images)")
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    meta = {"version": CACHE_VERSION, "skeleton": skeleton.name, "keypoint_names": list(skeleton.keypoint_names),
+            "input_size": [h_in, w_in], "crop_size": list(size), "resolution": resolution, "margin": margin,
+            "quality": quality, "bbox_padding": bbox_padding, "source": source,
+            "int_image_ids": all(isinstance(r.image_id, (int, np.integer)) for _, r in items)}
+    arrays = {"jpeg": np.frombuffer(b"".join(blobs), np.uint8), "offsets": offsets,
+              "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+              **{k: np.asarray(v) for k, v in cols.items()}}
+    arrays["keypoints"] = arrays["keypoints"].astype(np.float32)
+    arrays["split"] = arrays["split"].astype("<U5")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    per_split = {s: int(sum(1 for x in cols["split"] if x == s)) for s in splits}
+    return {"path": str(out), "persons": per_split, "bytes": int(out.stat().st_size),
+            "crop_size": list(size), "skipped_images": len(skipped), "skipped_examples": skipped[:3]}
+
+
+class _Cache:
+    """The arrays of one cache file (read once per process; workers share them after fork)."""
+
+    _open: dict[str, "_Cache"] = {}
+
+    def __init__(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                self.arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable stnet crop cache ({e})") from None
+        missing = {"jpeg", "offsets", "keypoints", "visibility", "meta", "split"} - set(self.arrays)
+        if missing:
+            raise ValueError(f"{path}: not an stnet crop cache (missing {', '.join(sorted(missing))})")
+        self.meta = json.loads(self.arrays["meta"].tobytes().decode())
+        if self.meta.get("version") != CACHE_VERSION:
+            raise ValueError(f"{path}: crop cache version {self.meta.get('version')}, this stnet reads "
+                             f"{CACHE_VERSION}; rebuild it with `stnet cache`")
+
+    @classmethod
+    def get(cls, path: str | os.PathLike) -> "_Cache":
+        key = str(Path(path).resolve())
+        if key not in cls._open:
+            cls._open[key] = cls(Path(path))
+        return cls._open[key]
+
+    def decode(self, i: int) -> np.ndarray:
+        o = self.arrays["offsets"]
+        img = cv2.imdecode(self.arrays["jpeg"][o[i]:o[i + 1]], cv2.IMREAD_COLOR)
+        if img is None:
+            raise ImageReadError(f"crop {i} of the cache cannot be decoded")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_cache_records(path: str | os.PathLike, skeleton: Skeleton, split: str = "train") -> list[PersonRecord]:
+    """Records of ``split`` (``train``, ``val`` or ``all``) in crop pixels; ``image_path`` is
+    ``<cache>#<row>`` and ``extra["cache_row"]`` the row."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"crop cache {p} not found (build one with `stnet cache RECIPE -o {p.name}`)")
+    c = _Cache.get(p)
+    names = c.meta.get("keypoint_names", [])
+    if list(names) != list(skeleton.keypoint_names):
+        raise ValueError(f"{p}: cache keypoints {names} do not match skeleton {skeleton.name!r} "
+                         f"{list(skeleton.keypoint_names)}; set train.skeleton/val.skeleton to {c.meta.get('skeleton')!r}")
+    a = c.arrays
+    rows = np.flatnonzero(a["split"] == split) if split != "all" else np.arange(len(a["split"]))
+    as_int = bool(c.meta.get("int_image_ids"))
+    return [PersonRecord(image_path=Path(f"{p}#{i}"), box=a["box"][i].astype(np.float64),
+                         keypoints=a["keypoints"][i], visibility=a["visibility"][i],
+                         image_id=int(a["image_id"][i]) if as_int else str(a["image_id"][i]),
+                         instance_id=int(a["instance_id"][i]), score=float(a["score"][i]),
+                         center=a["center"][i], scale=a["scale"][i], source=f"{p}#{i}",
+                         extra={"cache_row": int(i)})
+            for i in rows]
+
+
+class CropCacheDataset(TopDownDataset):
+    """:class:`TopDownDataset` whose images are the cached crops (decoded from memory)."""
+
+    def __init__(self, cache_path: str | os.PathLike, records: list[PersonRecord], skeleton: Skeleton,
+                 **kwargs: Any) -> None:
+        super().__init__(records, skeleton, **kwargs)
+        self.cache_path = Path(cache_path)
+
+    def read(self, rec: PersonRecord) -> np.ndarray:
+        return _Cache.get(self.cache_path).decode(int(rec.extra["cache_row"]))
