@@ -26,15 +26,19 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from stnet.evaluation import CocoEvaluator, load_coco_gt, make_results, oks_nms, oks_nms_reference, rescore
+from stnet.evaluation import CocoEvaluator, load_coco_gt, make_results, oks_nms, rescore
 from stnet.evaluation.sigmas import resolve_sigmas
-from stnet.evaluation.synthetic import synthetic_coco_gt, synthetic_predictions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers (tests/helpers)
+from helpers.nms_reference import oks_nms_reference  # noqa: E402
+from helpers.synthetic import synthetic_coco_gt, synthetic_predictions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -121,8 +125,8 @@ def main() -> None:
         e = CocoEvaluator(gt, box_source="synthetic detector boxes (benchmark)", print_fn=None)
         for s in range(0, args.boxes, 4096):  # batches as a data loader would deliver them
             sl = slice(s, s + 4096)
-            e.process(pred["image_ids"][sl], pred["keypoints"][sl], pred["keypoint_scores"][sl],
-                      box_scores=pred["box_scores"][sl], areas=pred["areas"][sl])
+            e.process(pred["keypoints"][sl], keypoint_scores=pred["keypoint_scores"][sl],
+                      image_ids=pred["image_ids"][sl], box_scores=pred["box_scores"][sl], areas=pred["areas"][sl])
         return e.evaluate(), e.report
 
     (metrics, report), stages["evaluator_total"] = timed(full)

@@ -61,12 +61,14 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "paper_fidelity.json").write_text(json.dumps({"convention": "hrnet", "rows": rows}, indent=2) + "\n")
     lines = ["# Paper fidelity: parameters and GFLOPs (HRNet convention)", "",
-             "| source | model | switches | input | K | params paper | params ours | err | GFLOPs paper | GFLOPs ours | err |",
+             "| source | model | switches | input | K | params paper | params ours | err | GFLOPs paper | GFLOPs ours "
+             "| err |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sw = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "default"
         lines.append(f"| {r['table']} | {r['model']} | {sw} | {r['input']} | {r['joints']} | {r['paper_params_M']}M | "
-                     f"{r['params_M']:.2f}M | {100 * r['params_rel_err']:+.1f}% | {r['paper_gflops']} | {r['gflops']:.2f} | "
+                     f"{r['params_M']:.2f}M | {100 * r['params_rel_err']:+.1f}% | {r['paper_gflops']} | "
+                     f"{r['gflops']:.2f} | "
                      f"{100 * r['gflops_rel_err']:+.1f}% |")
     main_rows = [r for r in rows if not r["note"]]
     worst = max(max(abs(r["params_rel_err"]), abs(r["gflops_rel_err"])) for r in main_rows)

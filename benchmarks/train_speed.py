@@ -21,6 +21,7 @@ import dataclasses
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def dataset(size: tuple[int, int], tmp: Path):
     root = default_data_root() / "lspet"
     if (root / "joints.mat").is_file():
         return build_dataset(preset_config("lsp", split="train", input_size=size, seed=0), train=True), "LSP-Extended"
-    from stnet.engine.synthetic import make_synthetic_coco
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers (tests/helpers)
+    from helpers.synthetic import make_synthetic_coco
 
     make_synthetic_coco(tmp, num_images=64, image_size=(240, 250))
     from stnet.data.config import DataConfig

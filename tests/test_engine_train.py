@@ -15,7 +15,7 @@ import torch
 
 from stnet.cli import main as stnet_main
 from stnet.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stnet.engine.synthetic import make_synthetic_coco
+from helpers.synthetic import make_synthetic_coco
 
 RECIPE = """\
 model: {{name: stnet_1s, overrides: {{width: 8}}}}

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.synthetic import synthetic_coco_gt, synthetic_predictions
 from stnet.cli import main as cli_main
-from stnet.evaluation import COCO_KEYS, make_results
-from stnet.evaluation.synthetic import synthetic_coco_gt, synthetic_predictions
+from stnet.data.skeletons import get_skeleton
+from stnet.evaluation import COCO_KEYS, make_results, resolve_sigmas
 
 
 def _data_root() -> Path:
@@ -79,11 +80,8 @@ def test_score_sigmas_file_and_unknown_count(tmp_path, capsys):
 
 
 def test_score_named_skeleton_sigmas(tmp_path, capsys):
-    pytest.importorskip("stnet.data.skeletons")
     gt, res, _, _ = _files(tmp_path, k=14)
     assert cli_main(["score", "--gt", str(gt), "--pred", str(res), "--json", "--sigmas", "crowdpose14"]) == 0
-    from stnet.data.skeletons import get_skeleton
-
     obj = json.loads(capsys.readouterr().out)
     official = _official(gt, res, get_skeleton("crowdpose14").sigmas_array())
     np.testing.assert_allclose([obj[k] for k in COCO_KEYS], official, atol=1e-9)
@@ -92,10 +90,7 @@ def test_score_named_skeleton_sigmas(tmp_path, capsys):
 
 
 def test_coco17_sigmas_are_the_official_ones():
-    pytest.importorskip("stnet.data.skeletons")
     from pycocotools.cocoeval import Params
-
-    from stnet.evaluation import resolve_sigmas
 
     sig, _ = resolve_sigmas("coco17")
     np.testing.assert_array_equal(sig, Params("keypoints").kpt_oks_sigmas)

@@ -13,7 +13,7 @@ import pytest
 
 from stnet.evaluation import (COCO_KEYS, CocoEvaluator, load_detections, make_results, oks,
                               score_results, validate_results)
-from stnet.evaluation.synthetic import gt_as_predictions, synthetic_coco_gt, synthetic_predictions
+from helpers.synthetic import gt_as_predictions, synthetic_coco_gt, synthetic_predictions
 
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
                         .89, .89]) / 10.0
@@ -65,7 +65,7 @@ def _feed(ev: CocoEvaluator, p: dict, batch: int = 64) -> None:
     n = p["keypoints"].shape[0]
     for s in range(0, n, batch):
         sl = slice(s, s + batch)
-        ev.process(p["image_ids"][sl], p["keypoints"][sl], p["keypoint_scores"][sl],
+        ev.process(p["keypoints"][sl], keypoint_scores=p["keypoint_scores"][sl], image_ids=p["image_ids"][sl],
                    box_scores=p["box_scores"][sl], areas=p["areas"][sl])
 
 
@@ -208,7 +208,7 @@ def test_format_only_writes_submission_without_gt(tmp_path):
     # With an image-info json (no annotations), image ids are still checked.
     info = {"images": gt["images"], "categories": gt["categories"]}
     ev = CocoEvaluator(info, box_source="x", format_only=True, output_dir=tmp_path, print_fn=None)
-    ev.process(np.array([999]), pred["keypoints"][:1], pred["keypoint_scores"][:1])
+    ev.process(pred["keypoints"][:1], keypoint_scores=pred["keypoint_scores"][:1], image_ids=np.array([999]))
     with pytest.raises(ValueError, match="image_id"):
         ev.evaluate()
 
@@ -224,7 +224,7 @@ def test_wrong_number_of_keypoints():
     gt, p = _small()
     ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
     with pytest.raises(ValueError, match=r"'keypoints' has 16 keypoints.*17"):
-        ev.process(p["image_ids"], p["keypoints"][:, :16], p["keypoint_scores"][:, :16])
+        ev.process(p["keypoints"][:, :16], keypoint_scores=p["keypoint_scores"][:, :16], image_ids=p["image_ids"])
     res = make_results(p["image_ids"], p["keypoints"], p["keypoint_scores"], np.ones(len(p["image_ids"])))
     res[3]["keypoints"] = res[3]["keypoints"][:-3]
     with pytest.raises(ValueError, match=r"my\.json: entry 3 .*'keypoints' has 48 values, expected 3 x 17 = 51"):
@@ -236,11 +236,11 @@ def test_image_id_not_in_gt_error_or_counted_skip():
     ids = p["image_ids"].copy()
     ids[0] = 12345
     ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
-    ev.process(ids, p["keypoints"], p["keypoint_scores"])
+    ev.process(p["keypoints"], keypoint_scores=p["keypoint_scores"], image_ids=ids)
     with pytest.raises(ValueError, match=r"1 of \d+ predictions have an image_id not in the ground truth.*12345"):
         ev.evaluate()
     ev = CocoEvaluator(gt, box_source="gt", unknown_images="skip", print_fn=None)
-    ev.process(ids, p["keypoints"], p["keypoint_scores"])
+    ev.process(p["keypoints"], keypoint_scores=p["keypoint_scores"], image_ids=ids)
     m = ev.evaluate()
     assert ev.report["num_skipped_unknown_image"] == 1
     assert m["AR"] < 1.0  # the dropped instance's GT is missed, not silently ignored
@@ -253,7 +253,7 @@ def test_image_id_not_in_gt_error_or_counted_skip():
 def test_predictions_for_another_dataset_always_fail():
     gt, p = _small()
     ev = CocoEvaluator(gt, box_source="gt", unknown_images="skip", print_fn=None)
-    ev.process(p["image_ids"] + 10_000, p["keypoints"], p["keypoint_scores"])
+    ev.process(p["keypoints"], keypoint_scores=p["keypoint_scores"], image_ids=p["image_ids"] + 10_000)
     with pytest.raises(ValueError, match="another dataset"):
         ev.evaluate()
 
@@ -264,7 +264,7 @@ def test_nan_coordinates():
     kp[2, 5, 0] = np.nan
     ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
     with pytest.raises(ValueError, match=r"NaN/inf in 'keypoints' of instance 2"):
-        ev.process(p["image_ids"], kp, p["keypoint_scores"])
+        ev.process(kp, keypoint_scores=p["keypoint_scores"], image_ids=p["image_ids"])
     res = make_results(p["image_ids"], p["keypoints"], p["keypoint_scores"], np.ones(len(kp)))
     res[4]["keypoints"][7] = float("nan")
     with pytest.raises(ValueError, match=r"entry 4 .*NaN/inf in 'keypoints'"):
@@ -280,7 +280,8 @@ def test_empty_prediction_set(tmp_path):
     ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
     with pytest.raises(ValueError, match="no predictions"):
         ev.evaluate()
-    ev.process(np.zeros(0, int), np.zeros((0, 17, 2)), np.zeros((0, 17)))  # an empty batch is fine
+    # an empty batch is fine
+    ev.process(np.zeros((0, 17, 2)), keypoint_scores=np.zeros((0, 17)), image_ids=np.zeros(0, int))
     with pytest.raises(ValueError, match="no predictions"):
         ev.evaluate()
     with pytest.raises(ValueError, match="no predictions"):
@@ -342,7 +343,7 @@ def test_unknown_keypoint_count_needs_sigmas():
     gt = synthetic_coco_gt(4, 6, num_keypoints=9, seed=1)
     p = gt_as_predictions(gt)
     ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
-    ev.process(p["image_ids"], p["keypoints"], p["keypoint_scores"])
+    ev.process(p["keypoints"], keypoint_scores=p["keypoint_scores"], image_ids=p["image_ids"])
     with pytest.raises(ValueError, match="cannot infer OKS sigmas for 9 keypoints"):
         ev.evaluate()
 
@@ -358,8 +359,9 @@ def _ddp_worker(rank: int, world: int, port: int, gt: dict, pred: dict, out: str
         # DistributedSampler-style interleaving with padding: the last sample repeats.
         idx = np.arange(rank, n + (world - n % world) % world, world) % n
         ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
-        ev.process(pred["image_ids"][idx], pred["keypoints"][idx], pred["keypoint_scores"][idx],
-                   box_scores=pred["box_scores"][idx], areas=pred["areas"][idx], instance_ids=idx)
+        ev.process(pred["keypoints"][idx], keypoint_scores=pred["keypoint_scores"][idx],
+                   image_ids=pred["image_ids"][idx], box_scores=pred["box_scores"][idx], areas=pred["areas"][idx],
+                   indices=idx)
         m = ev.evaluate()
         Path(out, f"rank{rank}.json").write_text(json.dumps({"metrics": m, "report": ev.report}))
     finally:
@@ -391,6 +393,7 @@ def test_process_accepts_torch_tensors():
 
     gt, p = _small()
     ev = CocoEvaluator(gt, box_source="gt", print_fn=None)
-    ev.process(torch.as_tensor(p["image_ids"]), torch.as_tensor(p["keypoints"], dtype=torch.float32),
-               torch.as_tensor(p["keypoint_scores"]), box_scores=torch.ones(len(p["image_ids"])))
+    ev.process(torch.as_tensor(p["keypoints"], dtype=torch.float32),
+               keypoint_scores=torch.as_tensor(p["keypoint_scores"]), image_ids=torch.as_tensor(p["image_ids"]),
+               box_scores=torch.ones(len(p["image_ids"])))
     assert ev.evaluate()["AP"] > 0.99  # float32 rounding of GT coordinates only

@@ -10,7 +10,8 @@ import pytest
 from stnet.evaluation import (PART_COLUMNS, auc, bbox_size, epe, find_joint, format_coco_table,
                               format_pck_table, format_pckh_table, head_sizes, joint_part, oks, pck,
                               pckh, rescore, summarize_by_part, torso_size)
-from stnet.evaluation.synthetic import synthetic_coco_gt
+from helpers.synthetic import synthetic_coco_gt
+from stnet.data.skeletons import get_skeleton
 
 MPII_OFFICIAL = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
                  "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
@@ -157,11 +158,10 @@ def test_joint_parts_of_mpii_names(names):
 
 
 def test_skeleton_names_map_to_parts():
-    sk = pytest.importorskip("stnet.data.skeletons")
     for name in ("mpii16", "lsp14", "crowdpose14"):
-        parts = {joint_part(n) for n in sk.get_skeleton(name).keypoint_names}
+        parts = {joint_part(n) for n in get_skeleton(name).keypoint_names}
         assert set(PART_COLUMNS[:-1]) <= parts, name
-    lsp = sk.get_skeleton("lsp14").keypoint_names
+    lsp = get_skeleton("lsp14").keypoint_names
     assert lsp[find_joint(lsp, "right", "Shoulder")] == "right_shoulder"
     assert lsp[find_joint(lsp, "left", "Hip")] == "left_hip"
     assert find_joint(MPII_OFFICIAL, "right", "Shoulder") == 12

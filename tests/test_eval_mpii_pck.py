@@ -66,7 +66,7 @@ def test_mpii_evaluator_with_gt_valid_hand_case(tmp_path):
     vis[0, 9] = False  # an invisible head never counts
     _write_gt_valid(tmp_path / "gt_valid.mat", joints, vis, hb)
     pred = joints.copy()
-    head, rsho, lsho, pelv = 9, 12, 13, 6
+    head, rsho, _lsho, pelv = 9, 12, 13, 6
     pred[1, head, 0] += 15.0        # exactly 0.5 head size: correct at 0.5, wrong at 0.1
     pred[2, head, 1] += 3.0         # exactly 0.1 head size: correct at both
     pred[3, head, 0] += 3.15        # 0.105: correct at 0.5, wrong at 0.1 (it would pass at 0.11)
@@ -125,7 +125,6 @@ def test_mpii_evaluator_with_per_batch_gt():
 
 
 def test_mpii_default_names_come_from_skeleton():
-    pytest.importorskip("stnet.data.skeletons")
     ev = MPIIEvaluator(print_fn=None)
     assert len(ev.joint_names) == 16
 
@@ -147,7 +146,7 @@ def test_pck_evaluator_torso_hand_case(tmp_path):
     vis[1, 2] = False
     lines: list[str] = []
     ev = PCKEvaluator(joint_names=LSP_NAMES, output_dir=tmp_path, print_fn=lines.append)
-    ev.process(pred, gt, vis)
+    ev.process(pred, gt_keypoints=gt, visible=vis)
     m = ev.evaluate()
     assert m["PCK@0.2"] == pytest.approx(100.0 * 26 / 27)
     assert m["PCK@0.2/right_ankle"] == 100.0 and m["PCK@0.2/right_knee"] == 50.0
@@ -164,7 +163,7 @@ def test_pck_evaluator_skips_and_counts_instances_without_torso():
     vis = np.ones((3, k), bool)
     vis[1, LSP_NAMES.index("left_hip")] = False
     ev = PCKEvaluator(joint_names=LSP_NAMES, print_fn=None)
-    ev.process(gt + 1000.0 * np.eye(1, 3, 1)[0][:, None, None], gt, vis)  # instance 1 is way off
+    ev.process(gt + 1000.0 * np.eye(1, 3, 1)[0][:, None, None], gt_keypoints=gt, visible=vis)  # instance 1 is way off
     m = ev.evaluate()
     assert ev.report["num_skipped_no_torso"] == 1
     assert m["PCK@0.2"] == 100.0  # the bad instance could not be scored, and is reported as skipped
@@ -175,8 +174,8 @@ def test_pck_evaluator_bbox_normalisation():
     pred = np.array([[[20.0, 0.0], [21.0, 0.0]]])  # box max side 100 -> 0.2 = 20 px
     ev = PCKEvaluator(joint_names=("a", "b"), normalize="bbox", print_fn=None)
     with pytest.raises(ValueError, match="boxes"):
-        ev.process(pred, gt, np.ones((1, 2)))
-    ev.process(pred, gt, np.ones((1, 2)), boxes=np.array([[0, 0, 50, 100]]))
+        ev.process(pred, gt_keypoints=gt, visible=np.ones((1, 2)))
+    ev.process(pred, gt_keypoints=gt, visible=np.ones((1, 2)), boxes=np.array([[0, 0, 50, 100]]))
     assert ev.evaluate()["PCK@0.2"] == 50.0
 
 
@@ -192,9 +191,9 @@ def test_pck_on_real_lsp_gt_as_prediction():
     vis = j[:, 2].T > 0
     rng = np.random.default_rng(0)
     ev = PCKEvaluator(joint_names=LSP_NAMES, print_fn=None)
-    ev.process(gt, gt, vis)
+    ev.process(gt, gt_keypoints=gt, visible=vis)
     assert ev.evaluate()["PCK@0.2"] == 100.0
     ev.reset()
-    ev.process(gt + rng.normal(0, 8, gt.shape), gt, vis)
+    ev.process(gt + rng.normal(0, 8, gt.shape), gt_keypoints=gt, visible=vis)
     m = ev.evaluate()
     assert 20.0 < m["PCK@0.2"] < 100.0 and 0 < m["AUC"] < 100

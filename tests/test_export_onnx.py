@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from stnet.bench import randomize
 from stnet.codecs import build_codec
 from stnet.codecs._common import get_heatmap_maximum
 from stnet.codecs.dark import refine_dark
+from stnet.data.dataset import normalize_image
 from stnet.export import DecodeHead, DecodingModel, export_onnx
-from stnet.models import create_model
 from stnet.models.fuse import fold_batchnorm
 
 ort = pytest.importorskip("onnxruntime")
@@ -19,11 +18,8 @@ SIZE = (128, 96)
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = create_model("stnet_1s", input_size=SIZE).eval()
-    randomize(m)
-    return m
+def model(random_stnet):
+    return random_stnet
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +33,13 @@ def exported(model, tmp_path_factory):
             ort.InferenceSession(str(dec), opts, providers=["CPUExecutionProvider"]), dec)
 
 
-def real_crops(n: int = 2) -> torch.Tensor:
-    """Crops of a real photo when the shared data is there, else of a smooth synthetic image."""
-    from stnet.data.dataset import normalize_image
-    from tests.conftest import shared_data_root
-
+@pytest.fixture(scope="module")
+def real_crops(real_photos) -> torch.Tensor:
+    """Two crops of real photos when the shared data is there, else of a smooth synthetic image."""
     import cv2
-    imgs = sorted((shared_data_root() / "coco_mini" / "train2017").glob("*.jpg"))[:n]
+
+    n = 2
+    imgs = real_photos[:n]
     crops = []
     for i in range(n):
         if i < len(imgs):
@@ -56,10 +52,10 @@ def real_crops(n: int = 2) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops))
 
 
-def test_heatmaps_parity_random_and_real(model, exported):
+def test_heatmaps_parity_random_and_real(model, exported, real_crops):
     sess = exported[0]
     folded_ref = model  # eager, as built (not folded): the export must match the original model
-    for x in (torch.randn(3, 3, *SIZE), real_crops(2)):
+    for x in (torch.randn(3, 3, *SIZE), real_crops):
         with torch.inference_mode():
             ref = folded_ref(x).numpy()
         out = sess.run(None, {"images": x.numpy()})[0]
@@ -68,9 +64,9 @@ def test_heatmaps_parity_random_and_real(model, exported):
         assert np.abs(out - ref).max() < 1e-4
 
 
-def test_decoded_keypoints_parity(model, exported):
+def test_decoded_keypoints_parity(model, exported, real_crops):
     sess = exported[1]
-    x = torch.cat([torch.randn(2, 3, *SIZE), real_crops(2)])
+    x = torch.cat([torch.randn(2, 3, *SIZE), real_crops])
     b = len(x)
     ident = np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (b, 1, 1))
     kp, sc = sess.run(None, {"images": x.numpy(), "affine": ident})

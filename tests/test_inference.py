@@ -1,6 +1,7 @@
 """PoseEstimator: inputs, boxes, geometry, checkpoints, backends; detectors; tracking."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from stnet.bench import randomize
 from stnet.detectors import (CallableDetector, StaticBoxes, WholeImage, as_boxes, build_detector, hog_available,
                              load_boxes_file, sanitize_boxes)
 from stnet.inference import PoseEstimator, PoseResult, UntrainedWeightsWarning, load_image
@@ -20,11 +20,8 @@ SIZE = (128, 96)
 
 
 @pytest.fixture(scope="module")
-def net():
-    torch.manual_seed(0)
-    m = create_model("stnet_1s", input_size=SIZE).eval()
-    randomize(m)
-    return m
+def net(random_stnet):
+    return random_stnet
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +30,8 @@ def est(net):
 
 
 @pytest.fixture(scope="module")
-def image():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:180, 0:240]
-    img = np.stack([(xx * 1.1) % 255, (yy * 1.7) % 255, (xx * yy / 50) % 255], -1)
-    return (img + rng.integers(0, 30, img.shape)).clip(0, 255).astype(np.uint8)
+def image(test_image):
+    return test_image
 
 
 def checkpoint(net, path, skeleton="coco17", name="stnet_1s", codec=None):
@@ -80,7 +74,7 @@ def test_result_fields_and_batching(est, image):
     assert [type(r) for r in res] == [PoseResult] * 3
     r = res[0]
     assert r.keypoints.shape == (17, 2) and r.keypoints.dtype == np.float32 and r.scores.shape == (17,)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         r.score = 1.0  # frozen
     # one batch == one box at a time
     for i, b in enumerate(boxes):
@@ -214,8 +208,8 @@ def test_box_helpers(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"a.jpg": [[1, 2, 3, 4], [1, 2, 3, 4, 0.1]]}))
     sb = load_boxes_file(tmp_path / "m.json", min_score=0.5)
     assert isinstance(sb, StaticBoxes) and sb.lookup("sub/a.jpg").shape == (1, 5) and sb.lookup("b.jpg") is None
-    (tmp_path / "det.json").write_text(json.dumps([{"image_id": 7, "bbox": [1, 2, 3, 4], "score": 0.9, "category_id": 1},
-                                                   {"image_id": 7, "bbox": [1, 2, 3, 4], "score": 0.9, "category_id": 2}]))
+    dets = [{"image_id": 7, "bbox": [1, 2, 3, 4], "score": 0.9, "category_id": c} for c in (1, 2)]
+    (tmp_path / "det.json").write_text(json.dumps(dets))
     (tmp_path / "ann.json").write_text(json.dumps({"images": [{"id": 7, "file_name": "x.jpg"}]}))
     with pytest.raises(ValueError, match="--ann"):
         load_boxes_file(tmp_path / "det.json")

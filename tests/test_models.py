@@ -12,7 +12,7 @@ from stnet.cli import main as cli_main
 from stnet.models import STNetConfig, create_model, list_models, register_model
 from stnet.models.complexity import count_complexity
 from stnet.models.fuse import fold_batchnorm
-from stnet.models.stnet import MDBS, StairCell, StairUnit, stc_channels
+from stnet.models.stnet import MDBS, StairCell, StairUnit, make_stair_cell, stc_channels
 
 # (variant, overrides, input (H, W), joints, paper params (M), paper GFLOPs, tolerance)
 PAPER_ROWS = [
@@ -138,14 +138,15 @@ def test_stc_channel_halving_rule():
 def _pointwise_cost_fraction(cell: StairCell, c: int) -> float:
     """Sum of the atrous branches' pointwise costs in units of T = C * C (Eq. 1 / Eq. 8)."""
     pw = [m for m in cell.branches.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
-    pw += [m for m in cell.second_row.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+    second_row = getattr(cell, "second_row", nn.ModuleList())  # structure D only
+    pw += [m for m in second_row.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
     return sum(m.in_channels * m.out_channels for m in pw) / (c * c)
 
 
 @pytest.mark.parametrize("structure,fraction", [("E", 43 / 64), ("A", 1.0), ("B", 1.0), ("C", 1.0), ("D", 112 / 64)])
 def test_stc_cost_matches_eq8(structure, fraction):
     c = 32
-    cell = StairCell(c, STNetConfig(stc_structure=structure))
+    cell = make_stair_cell(c, STNetConfig(stc_structure=structure))
     assert _pointwise_cost_fraction(cell, c) == pytest.approx(fraction)
 
 
@@ -182,11 +183,20 @@ def test_mdbs_growth_rate_and_stage_inputs(stages):
     assert model.neck[-1].in_channels == 32 + 16 * (stages + 1)
 
 
+def _mdbs_all_stages(mdbs: MDBS, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Every X_{i+1}^in from all stage outputs at once, stepping as STNet does."""
+    cons, exc, outs = None, [], []
+    for i, x in enumerate(xs):
+        cons, exc, y = mdbs.step(i, x, cons, exc)
+        outs.append(y)
+    return outs
+
+
 def test_mdbs_equations_5_to_7():
     torch.manual_seed(0)
     mdbs = MDBS([8, 4, 4], width=4, growth=2).eval()
     xs = [torch.randn(1, 8, 3, 3), torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 3)]
-    outs = mdbs(xs)
+    outs = _mdbs_all_stages(mdbs, xs)
     h = [op(x) for op, x in zip(mdbs.ops, xs)]
     cons = h[0][:, :4] + h[1][:, :4] + h[2][:, :4]
     exc = torch.cat([h[2][:, 4:], h[1][:, 4:], h[0][:, 4:]], 1)

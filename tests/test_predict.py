@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from stnet.bench import randomize
 from stnet.cli import main
 from stnet.models import create_model
 
@@ -16,17 +15,15 @@ SIZE = (128, 96)
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
+def ckpt(tmp_path_factory, random_stnet):
     d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    net = create_model("stnet_1s", input_size=SIZE).eval()
-    randomize(net)
+    net = random_stnet
     cfg = {"model": {"name": "stnet_1s", "overrides": {}}, "input_size": list(SIZE),
            "train": {"skeleton": "coco17"}, "val": {"skeleton": "coco17"}}
     torch.save({"model": net.state_dict(), "config": cfg, "epoch": 1}, d / "best.pt")
     lsp = create_model("stnet_1s", input_size=SIZE, num_joints=14)
-    torch.save({"model": lsp.state_dict(), "config": {**cfg, "train": {"skeleton": "lsp14"}, "val": {"skeleton": "lsp14"}}},
-               d / "lsp.pt")
+    lsp_cfg = {**cfg, "train": {"skeleton": "lsp14"}, "val": {"skeleton": "lsp14"}}
+    torch.save({"model": lsp.state_dict(), "config": lsp_cfg}, d / "lsp.pt")
     return d
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import stnet.hub as hub
 import stnet.inference as inference
 from stnet.cli import main as cli_main
 from stnet.engine.checkpoint import save_checkpoint
@@ -42,7 +43,7 @@ def test_pack_writes_fp16_weights_and_metadata(checkpoint: Path, tmp_path: Path)
 
 
 def test_from_pretrained_loads_and_checks_sha(checkpoint: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(inference, "WEIGHTS_DIR", tmp_path / "w")
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "w")  # hub owns where shipped weights live
     pt, js = pack_weights(checkpoint, "demo.lsp_128x96", out_dir=tmp_path / "w")
     assert "demo.lsp_128x96" in inference.list_pretrained()
     est = inference.PoseEstimator.from_pretrained("demo.lsp_128x96", detector="whole")

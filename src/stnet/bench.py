@@ -15,6 +15,7 @@ difference of every rewrite vs eager is measured on outputs of realistic magnitu
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -26,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .export import export_onnx
+from .export import export_onnx, ort_session
+from .io import write_text
 from .models import create_model
 from .models.complexity import count_complexity
 from .models.fuse import fold_batchnorm, optimize_for_inference
@@ -48,15 +50,6 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
-
-
-def _ort_session(path: Path, threads: int, providers: list[str]):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=providers)
 
 
 def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: int, tmp: Path,
@@ -104,15 +97,15 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
         import onnxruntime as ort
 
         path = export_onnx(model, tmp / f"{name}.onnx", size)
-        sess = _ort_session(path, threads, ["CPUExecutionProvider"])
+        sess = ort_session(path, threads=threads, providers=["CPUExecutionProvider"])
         diffs["onnxruntime"] = float(np.abs(sess.run(None, {"images": inputs[batches[0]].numpy()})[0]
                                             - ref.numpy()).max())
         for b in batches:
-            runners[(name, "onnxruntime", b)] = (lambda s=sess, f={"images": inputs[b].numpy()}: s.run(None, f))
+            runners[(name, "onnxruntime", b)] = functools.partial(sess.run, None, {"images": inputs[b].numpy()})
         if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-            gs = _ort_session(path, threads, ["CUDAExecutionProvider"])
+            gs = ort_session(path, threads=threads, providers=["CUDAExecutionProvider"])
             for b in batches:
-                runners[(name, "onnxruntime_cuda", b)] = (lambda s=gs, f={"images": inputs[b].numpy()}: s.run(None, f))
+                runners[(name, "onnxruntime_cuda", b)] = functools.partial(gs.run, None, {"images": inputs[b].numpy()})
     except ImportError:
         print("onnxruntime not installed: skipping it")
     return runners, {"params": c.params, "gflops": round(c.gflops, 3), "max_abs_diff_vs_eager": diffs,
@@ -206,12 +199,6 @@ def write_results(result: dict[str, Any], out: str | os.PathLike) -> tuple[Path,
     import json
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix, text in ((".json", json.dumps(result, indent=2) + "\n"), (".md", format_table(result))):
-        p = out.with_suffix(suffix)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)
-        paths.append(p)
-    return paths[0], paths[1]
+    js = write_text(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    md = write_text(out.with_suffix(".md"), format_table(result))
+    return js, md

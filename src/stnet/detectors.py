@@ -7,9 +7,10 @@ A *detector* is any callable ``detector(image_rgb) -> (N, 5) float array`` of
 :class:`WholeImage`     one box covering the whole image. Right for images that are already
                         person crops (one person filling the frame); wrong for anything else.
 :class:`HOGDetector`    (OpenCV 4.x only: OpenCV 5 removed ``cv2.HOGDescriptor``; ``"auto"`` then
-                        falls back to the whole image with a warning) OpenCV's HOG + linear-SVM people detector (Dalal & Triggs 2005), shipped
-                        inside OpenCV, so there is nothing to download. Honest trade-offs: it finds
-                        upright, mostly unoccluded, standing/walking people at least ~100 px tall;
+                        falls back to the whole image with a warning) OpenCV's HOG + linear-SVM
+                        people detector (Dalal & Triggs 2005), shipped inside OpenCV, so there is
+                        nothing to download. Honest trade-offs: it finds upright, mostly
+                        unoccluded, standing/walking people at least ~100 px tall;
                         it misses small, sitting, lying, occluded, strongly foreshortened or
                         non-upright persons (sports, crowds), its boxes are loose, and it is slow on
                         large images (a multi-scale sliding window; we downscale to
@@ -39,8 +40,8 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "StaticBoxes", "as_boxes", "sanitize_boxes",
-           "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes"]
+__all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "StaticBoxes", "as_boxes",
+           "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes"]
 
 DETECTORS = ("auto", "hog", "whole")
 
@@ -157,7 +158,8 @@ class HOGDetector:
     def __init__(self, max_side: int = 640, min_score: float = 0.3, win_stride: int = 8,
                  scale: float = 1.05, nms_iou: float = 0.4, grow: float = 1.1, pad: float = 0.25) -> None:
         self.max_side, self.min_score, self.pad = int(max_side), float(min_score), float(pad)
-        self.win_stride, self.scale, self.nms_iou, self.grow = int(win_stride), float(scale), float(nms_iou), float(grow)
+        self.win_stride, self.scale = int(win_stride), float(scale)
+        self.nms_iou, self.grow = float(nms_iou), float(grow)
         if not hog_available():
             raise ImportError(f"the HOG people detector is not in this OpenCV build ({cv2.__version__}; OpenCV 5 "
                               "removed cv2.HOGDescriptor): install opencv-python(-headless)<5, or use whole-image "

@@ -21,23 +21,31 @@ user gets ``keypoints`` (B, K, 2) float32 and ``scores`` (B, K) float32 directly
 
 BatchNorm is folded first (the function is unchanged, see stnet.models.fuse). Files are written
 atomically: an existing file at ``path`` is replaced only once the new export is complete.
+:func:`export_estimator` exports a :class:`~stnet.inference.PoseEstimator`'s network with its
+metadata (``stnet export``), :func:`check_onnx` measures the file against PyTorch and
+:func:`ort_session` opens it with onnxruntime (used by the onnxruntime backend and ``stnet bench``).
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .io import atomic_write
 from .models.fuse import fold_batchnorm
+from .models.outputs import last_stage
 
-__all__ = ["export_onnx", "DecodeHead", "DecodingModel"]
+if TYPE_CHECKING:
+    from .inference import PoseEstimator
+
+__all__ = ["export_onnx", "export_estimator", "check_onnx", "ort_session", "DecodeHead", "DecodingModel"]
 
 
 def _blur_kernel(kernel_size: int) -> torch.Tensor:
@@ -91,7 +99,7 @@ class DecodeHead(nn.Module):
             offs = torch.tensor([-w - 1, -w, -w + 1, -1, 0, 1, w - 1, w, w + 1], dtype=centre.dtype,
                                 device=centre.device)
             st = logm.gather(-1, centre.unsqueeze(-1) + offs)  # (B, K, 9): rows dy=-1,0,1 x cols dx
-            ul, u, ur, l, c, r, dl, d, dr = st.unbind(-1)
+            ul, u, ur, l, c, r, dl, d, dr = st.unbind(-1)  # noqa: E741 - the stencil's left neighbour
             gx = 0.5 * (r - l)
             gy = 0.5 * (d - u)
             hxx = r - 2 * c + l
@@ -120,10 +128,7 @@ class DecodingModel(nn.Module):
         self.model, self.head, self.with_affine = model, head, with_affine
 
     def forward(self, images: torch.Tensor, affine: torch.Tensor | None = None):
-        hm = self.model(images)
-        while isinstance(hm, (list, tuple)):
-            hm = hm[-1]
-        return self.head(hm, affine if self.with_affine else None)
+        return self.head(last_stage(self.model(images)), affine if self.with_affine else None)
 
 
 def _model_geometry(model: nn.Module, input_size) -> tuple[tuple[int, int], int]:
@@ -153,10 +158,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     if decode:
         if not k:
             with torch.no_grad():
-                out = model(dummy)
-            while isinstance(out, (list, tuple)):
-                out = out[-1]
-            k = int(out.shape[1])
+                k = int(last_stage(model(dummy)).shape[1])
         head = DecodeHead(k, input_size, blur_kernel_size=blur_kernel_size, unbiased=unbiased)
         net: nn.Module = DecodingModel(model, head, with_affine).eval()
         inputs: tuple = (dummy, torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])) if with_affine else (dummy,)
@@ -165,28 +167,70 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     else:
         net, inputs, input_names, output_names = model, (dummy,), ["images"], ["heatmaps"]
     dyn = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path, suffix=".onnx") as tmp:
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated in favour of torch.export's, which needs
             # onnxscript; ours has no data-dependent control flow, so tracing is exact.
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, inputs, tmp, dynamo=False, opset_version=opset,
+            torch.onnx.export(net, inputs, str(tmp), dynamo=False, opset_version=opset,
                               input_names=input_names, output_names=output_names, dynamic_axes=dyn)
         if metadata:
             try:
                 import onnx
 
-                m = onnx.load(tmp)
+                m = onnx.load(str(tmp))
                 entry = m.metadata_props.add()
                 entry.key, entry.value = "stnet", json.dumps(metadata)
-                onnx.save(m, tmp)
+                onnx.save(m, str(tmp))
             except ImportError:  # metadata is a convenience; the graph is complete without it
                 pass
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
+
+
+def export_estimator(est: PoseEstimator, path: str | os.PathLike, *, opset: int = 17, decode: bool = False,
+                     with_affine: bool = False) -> Path:
+    """Export a :class:`~stnet.inference.PoseEstimator`'s network with its input size and codec, and
+    its model, skeleton and provenance in the file's ``stnet`` metadata (what ``stnet export`` does)."""
+    if est.network is None:
+        raise ValueError(f"{est.source} is already an ONNX file")
+    decode = decode or with_affine
+    meta = {"model": est.model_name, "skeleton": est.skeleton.name, "keypoint_names": list(est.skeleton.keypoint_names),
+            "input_size": list(est.input_size), "normalize": "ImageNet mean/std on RGB 0..255",
+            "codec": est.codec_config.kind, "decode": decode, "with_affine": bool(with_affine),
+            "untrained": est.untrained, "source": est.source}
+    return export_onnx(est.network, path, est.input_size, opset=opset, decode=decode, with_affine=with_affine,
+                       unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
+
+
+def ort_session(path: str | os.PathLike, *, threads: int | None = None, providers: Sequence[str] | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` with all graph optimisations; ``threads`` intra-op
+    threads (default torch's), ``providers`` (default CPU)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("backend='onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from None
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = torch.get_num_threads() if threads is None else int(threads)
+    return ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
+
+
+def check_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int], *, decode: bool = False,
+               with_affine: bool = False, unbiased: bool = True, blur_kernel_size: int = 11) -> float:
+    """Max abs difference between the ONNX file at ``path`` (as :func:`export_onnx` wrote it with
+    these options) and ``model`` (BatchNorm folded) on a random batch of 2. Needs onnxruntime."""
+    x = torch.randn(2, 3, *input_size)
+    sess = ort_session(path, providers=["CPUExecutionProvider"])
+    net = fold_batchnorm(model)
+    feed = {"images": x.numpy()}
+    aff = torch.tensor([[[2.0, 0, 5], [0, 2.0, 7]]] * 2)
+    if with_affine:
+        feed["affine"] = aff.numpy()
+    outs = sess.run(None, feed)
+    with torch.inference_mode():
+        hm = last_stage(net(x))
+        if not (decode or with_affine):
+            return float(np.abs(outs[0] - hm.numpy()).max())
+        head = DecodeHead(int(hm.shape[1]), input_size, unbiased=unbiased, blur_kernel_size=blur_kernel_size)
+        ref = head(hm, aff if with_affine else None)
+    return float(max(np.abs(o - r.numpy()).max() for o, r in zip(outs, ref)))

@@ -1,8 +1,12 @@
-"""Shipped weights: where they live, their names, and their integrity check.
+"""Weights: where shipped ones live, their names and integrity check, and reading any weights file.
 
 ``stnet/weights/<name>.pt`` (fp16 ``state_dict``) + ``<name>.json`` (model, skeleton, input size,
-normalisation, codec, metrics, sha256). Both the inference API and the training engine (warm
-start from a shipped name) read them through this module, which imports neither.
+normalisation, codec, metrics, sha256) are the shipped weights. Both the inference API and the
+training engine (resume, warm start, ``stnet eval``, ``stnet pack``) read weights through this
+module, which imports neither of them.
+
+:func:`load_state` is the one place a checkpoint file is deserialised; :func:`strip_prefix` the one
+place wrapper prefixes (``module.`` from DDP, ``_orig_mod.`` from ``torch.compile``) are removed.
 """
 from __future__ import annotations
 
@@ -10,13 +14,28 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["WEIGHTS_DIR", "list_pretrained", "sha256_file", "shipped_weights", "is_shipped_name"]
+import torch
+
+__all__ = ["WEIGHTS_DIR", "DEFAULT_PRETRAINED", "CheckpointError", "list_pretrained", "default_model", "sha256_file",
+           "shipped_weights", "is_shipped_name", "resolve_checkpoint", "resolve_weights", "load_state",
+           "strip_prefix", "model_state", "state_num_joints"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
+#: Shipped weights ``stnet predict`` and :func:`default_model` use when no model is named.
+DEFAULT_PRETRAINED = "stnet_1s.lspet_128x96"
 
+#: Prefixes that wrappers put in front of every ``state_dict`` key: DDP, ``torch.compile``.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, truncated, corrupted, not ours)."""
+
+
+# ------------------------------------------------------------------------------ shipped weights
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -25,25 +44,32 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def list_pretrained() -> list[str]:
+def list_pretrained(weights_dir: str | os.PathLike | None = None) -> list[str]:
     """Names of weights shipped in ``stnet/weights`` (``<name>.pt`` + ``<name>.json``)."""
-    if not WEIGHTS_DIR.is_dir():
+    folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    if not folder.is_dir():
         return []
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt") if p.with_suffix(".json").is_file())
+    return sorted(p.stem for p in folder.glob("*.pt") if p.with_suffix(".json").is_file())
 
 
-def is_shipped_name(ref: str | os.PathLike) -> bool:
+def default_model() -> str:
+    """The shipped default weights when present in this install, else the untrained ``stnet_1s``."""
+    return DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in list_pretrained() else "stnet_1s"
+
+
+def is_shipped_name(ref: str | os.PathLike, weights_dir: str | os.PathLike | None = None) -> bool:
     """True when ``ref`` names shipped weights and is not also an existing file or folder."""
     s = str(ref)
-    return not Path(s).exists() and s in list_pretrained()
+    return not Path(s).exists() and s in list_pretrained(weights_dir)
 
 
-def shipped_weights(name: str) -> tuple[Path, dict[str, Any]]:
+def shipped_weights(name: str, weights_dir: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]]:
     """``(path of the .pt, metadata)`` of shipped weights ``name``, sha256-checked."""
-    pt, meta = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}.json"
+    folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
     if not (pt.is_file() and meta.is_file()):
         raise FileNotFoundError(
-            f"no shipped weights named {name!r}; available: {', '.join(list_pretrained()) or 'none yet'}")
+            f"no shipped weights named {name!r}; available: {', '.join(list_pretrained(folder)) or 'none yet'}")
     info = json.loads(meta.read_text(encoding="utf-8"))
     if info.get("sha256"):
         digest = sha256_file(pt)
@@ -51,3 +77,80 @@ def shipped_weights(name: str) -> tuple[Path, dict[str, Any]]:
             raise ValueError(f"shipped weights {pt} are corrupted: sha256 {digest} does not match "
                              f"{info['sha256']} in {meta.name}; reinstall stnet")
     return pt, info
+
+
+# ------------------------------------------------------------------------------ references
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory (``best.pt``, else ``last.pt``)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise FileNotFoundError(f"run directory {p} has no best.pt or last.pt")
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} not found")
+    return p
+
+
+def resolve_weights(ref: str | os.PathLike) -> Path:
+    """The file behind a weights reference: a shipped name (sha256-checked) or a path as given."""
+    return shipped_weights(str(ref))[0] if is_shipped_name(ref) else Path(ref)
+
+
+# ------------------------------------------------------------------------------ reading
+def load_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (``stnet train``'s ``best.pt`` / ``last.pt``, shipped weights, or any
+    ``torch.save``-d ``state_dict``) into a dict with a ``model`` entry; a bare ``state_dict`` comes
+    back as ``{"model": state_dict}``. Raises :class:`CheckpointError` naming the file when it is
+    missing, empty, truncated, corrupted or holds something else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was not written completely")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling/zip failure means the file is damaged
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupted and cannot be read "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                              "use an earlier checkpoint (last.pt / best.pt)") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    if "model" not in state:
+        if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return {"model": state}
+        raise CheckpointError(f"checkpoint {path} has no 'model' entry (keys: {sorted(state)[:8]})")
+    return state
+
+
+def strip_prefix(state_dict: Mapping[str, Any], prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> dict[str, Any]:
+    """``state_dict`` without wrapper prefixes: a prefix is removed when *every* key carries it
+    (a model's own submodule named ``module`` is left alone), repeatedly, so ``module._orig_mod.``
+    (DDP around a compiled model) goes too."""
+    sd = dict(state_dict)
+    stripped = True
+    while sd and stripped:
+        stripped = False
+        for pre in prefixes:
+            if all(k.startswith(pre) for k in sd):
+                sd = {k[len(pre):]: v for k, v in sd.items()}
+                stripped = True
+    return sd
+
+
+def model_state(state: Mapping[str, Any], use_ema: bool = True) -> dict[str, Any]:
+    """The weights to run from a :func:`load_state` dict: the EMA weights when present and
+    ``use_ema``, else ``model``; wrapper prefixes stripped."""
+    weights = state["model"]
+    if use_ema and state.get("ema"):
+        weights = state["ema"]
+        if not all(isinstance(v, torch.Tensor) for v in weights.values()):  # {"module": state_dict, ...}
+            weights = weights.get("module", weights.get("model", weights))
+    return strip_prefix(weights)
+
+
+def state_num_joints(state_dict: Mapping[str, Any]) -> int | None:
+    """Output channels of the heatmap head (``head.weight``), when the weights have one."""
+    w = state_dict.get("head.weight")
+    return int(w.shape[0]) if isinstance(w, torch.Tensor) and w.ndim == 4 else None

@@ -20,15 +20,16 @@ from typing import Sequence
 import numpy as np
 
 from .detectors import box_iou
+from .evaluation.metrics import keypoint_similarity
 
 __all__ = ["Tracker", "OneEuroFilter", "oks"]
 
 
 def oks(a: np.ndarray, b: np.ndarray, area: float, sigmas: np.ndarray) -> float:
-    """Object keypoint similarity of two ``(K, 2)`` keypoint sets for an object of ``area`` px^2."""
-    d2 = ((np.asarray(a) - np.asarray(b)) ** 2).sum(-1)
-    var = (2 * np.asarray(sigmas)) ** 2
-    return float(np.mean(np.exp(-d2 / (2 * var * max(area, 1.0)))))
+    """Object keypoint similarity of two ``(K, 2)`` keypoint sets for an object of ``area`` px^2
+    (at least 1), averaged over all K joints."""
+    d2 = ((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2).sum(-1)
+    return float(np.mean(keypoint_similarity(d2, max(area, 1.0), sigmas)))
 
 
 class OneEuroFilter:

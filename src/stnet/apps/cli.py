@@ -60,12 +60,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
           f"{args.backend}), boxes: {'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
     out_dir = Path(args.output_dir)
+    threshold = args.threshold if args.threshold is not None else (-1.0 if est.untrained else 0.3)
     s = run_predict(est, args.input, output_dir=out_dir, json_out=Path(args.json_out) if args.json_out else None,
-                    boxes=boxes,
-                    threshold=args.threshold if args.threshold is not None else (-1.0 if est.untrained else 0.3), render_images=not args.no_render, show=args.show,
+                    boxes=boxes, threshold=threshold, render_images=not args.no_render, show=args.show,
                     track=not args.no_track, smooth=args.smooth, track_metric=args.track_metric,
-                    max_frames=args.max_frames, progress=None if not args.no_progress else False,
-                    print_fn=lambda m: print(m, file=sys.stderr))
+                    max_frames=args.max_frames, flush_every=args.flush_every,
+                    progress=None if not args.no_progress else False, print_fn=lambda m: print(m, file=sys.stderr))
     unit = "frame" if s["kind"] in ("video", "webcam") else "image"
     print(f"stnet predict: {s['inputs']} {unit}(s), {s['persons']} person(s)"
           + (f", {len(s['skipped'])} skipped" if s["skipped"] else "")
@@ -78,60 +78,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ export
 def cmd_export(args: argparse.Namespace) -> int:
-    from stnet.export import export_onnx
+    from stnet.export import check_onnx, export_estimator
 
     if args.format != "onnx":
         raise ValueError(f"unsupported export format {args.format!r} (only onnx)")
     est = _estimator(args.model, args)
-    if est.network is None:
-        raise ValueError(f"{args.model} is already an ONNX file")
-    out = Path(args.output or f"{Path(str(args.model).rstrip('/')).stem if not est.model_name == args.model else args.model}"
-               f"{'_decode' if args.decode or args.with_affine else ''}.onnx")
-    meta = {"model": est.model_name, "skeleton": est.skeleton.name, "keypoint_names": list(est.skeleton.keypoint_names),
-            "input_size": list(est.input_size), "normalize": "ImageNet mean/std on RGB 0..255",
-            "codec": est.codec_config.kind, "decode": bool(args.decode or args.with_affine),
-            "with_affine": bool(args.with_affine), "untrained": est.untrained, "source": est.source}
-    path = export_onnx(est.network, out, est.input_size, opset=args.opset, decode=args.decode,
-                       with_affine=args.with_affine, unbiased=est.unbiased,
-                       blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
+    stem = args.model if est.model_name == args.model else Path(str(args.model).rstrip("/")).stem
+    decode = args.decode or args.with_affine
+    out = Path(args.output or f"{stem}{'_decode' if decode else ''}.onnx")
+    path = export_estimator(est, out, opset=args.opset, decode=args.decode, with_affine=args.with_affine)
+    assert est.network is not None  # export_estimator refuses an .onnx model
     print(f"stnet export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB; inputs: images (B, 3, "
           f"{est.input_size[0]}, {est.input_size[1]})" + (", affine (B, 2, 3)" if args.with_affine else "")
-          + "; outputs: " + ("keypoints (B, K, 2), scores (B, K)" if args.decode or args.with_affine
-                            else "heatmaps (B, K, h, w)") + ")")
+          + "; outputs: " + ("keypoints (B, K, 2), scores (B, K)" if decode else "heatmaps (B, K, h, w)") + ")")
     if not args.no_check:
         try:
-            diff = check_onnx(est, path, with_affine=args.with_affine, decode=args.decode or args.with_affine)
+            diff = check_onnx(est.network, path, est.input_size, decode=decode, with_affine=args.with_affine,
+                              unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size)
             print(f"stnet export: onnxruntime vs PyTorch max abs diff {diff:.2e}")
         except ImportError:
             print("stnet export: onnxruntime not installed; parity not checked")
     return 0
-
-
-def check_onnx(est, path: Path, *, decode: bool, with_affine: bool) -> float:
-    """Max abs difference between the ONNX file and the PyTorch model on a random batch of 2."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
-    from stnet.export import DecodeHead, DecodingModel
-    from stnet.models.fuse import fold_batchnorm
-
-    x = torch.randn(2, 3, *est.input_size)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    net = fold_batchnorm(est.network)
-    feed = {"images": x.numpy()}
-    aff = torch.tensor([[[2.0, 0, 5], [0, 2.0, 7]]] * 2)
-    if with_affine:
-        feed["affine"] = aff.numpy()
-    outs = sess.run(None, feed)
-    with torch.inference_mode():
-        if decode:
-            head = DecodeHead(est.skeleton.num_keypoints, est.input_size, unbiased=est.unbiased,
-                              blur_kernel_size=est.codec_config.blur_kernel_size)
-            ref = DecodingModel(net, head, with_affine)(x, aff if with_affine else None)
-            return float(max(np.abs(o - r.numpy()).max() for o, r in zip(outs, ref)))
-        ref = net(x)
-    return float(np.abs(outs[0] - ref.numpy()).max())
 
 
 # ------------------------------------------------------------------------------------------ bench
@@ -178,6 +145,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--track-metric", default="iou", choices=["iou", "oks"])
     p.add_argument("--smooth", action="store_true", help="video: one-euro smoothing of tracked keypoints")
     p.add_argument("--max-frames", type=int, default=None, help="video/webcam: stop after N frames")
+    p.add_argument("--flush-every", type=int, default=20, metavar="N",
+                   help="rewrite the json every N images / frames, and at the end (default 20; 0: only at the end)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -16,10 +16,9 @@ folder is reported and skipped, and a failure on one image never stops the folde
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,8 +27,11 @@ import cv2
 import numpy as np
 
 from ..data.visualize import draw_skeleton
+from ..inference import load_image
+from ..io import atomic_write, write_bytes
+from ..tracking import Tracker
 
-__all__ = ["render", "atomic_write_bytes", "atomic_write_json", "run_predict", "IMAGE_EXTS", "VIDEO_EXTS"]
+__all__ = ["render", "atomic_write_json", "run_predict", "IMAGE_EXTS", "VIDEO_EXTS"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -37,26 +39,9 @@ _TRACK_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (
                   (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def atomic_write_json(path: Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+    """``obj`` as compact json, written atomically (see :mod:`stnet.io`)."""
+    return write_bytes(path, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
 
 
 def render(image: np.ndarray, persons: list, skeleton, threshold: float = 0.3, untrained: bool = False) -> np.ndarray:
@@ -161,8 +146,6 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | None = None
                         if img_boxes is None:
                             summary["missing_boxes"] += 1
                             img_boxes = np.zeros((0, 5))
-                    from ..inference import load_image
-
                     img = load_image(f)
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
@@ -180,7 +163,7 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | None = None
                             ok, buf = cv2.imencode(".png", over[..., ::-1])
                             if not ok:
                                 raise OSError(f"cannot encode the overlay of {name}")
-                            atomic_write_bytes(out, buf.tobytes())
+                            write_bytes(out, buf.tobytes())
                             summary["outputs"].append(str(out))
                         shower(over, 0 if kind == "image" else 1)
                 except (ValueError, TypeError, OSError, cv2.error) as e:
@@ -197,18 +180,16 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | None = None
     return summary
 
 
-def _run_video(est, inp, kind, output_dir, json_out, results, summary, *, threshold, render_images, shower, track,
-               smooth, track_metric, max_frames, flush_every, progress, print_fn) -> None:
-    from ..tracking import Tracker
-
+def _open_video(inp: str, kind: str, max_frames: int | None) -> tuple[Any, np.ndarray, float, int | None]:
+    """(capture, first frame, fps, frames to expect or None) of a video file or webcam."""
+    name = f"webcam {inp}" if kind == "webcam" else f"video {inp}"
     cap = cv2.VideoCapture(int(inp) if kind == "webcam" else str(inp))
     if not cap.isOpened():
-        raise ValueError(f"cannot open {'webcam ' + inp if kind == 'webcam' else 'video ' + inp}")
+        raise ValueError(f"cannot open {name}")
     ok, frame = cap.read()
     if not ok or frame is None:
         cap.release()
-        raise ValueError(f"{'webcam ' + inp if kind == 'webcam' else 'video ' + inp} has no readable frames "
-                         "(empty file or unsupported codec)")
+        raise ValueError(f"{name} has no readable frames (empty file or unsupported codec)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     fps = fps if 0 < fps < 1000 else 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if kind == "video" else None
@@ -216,54 +197,66 @@ def _run_video(est, inp, kind, output_dir, json_out, results, summary, *, thresh
         total = None
     if max_frames:
         total = min(total, max_frames) if total else max_frames
+    return cap, frame, fps, total
+
+
+def _video_writer(path: Path, fps: float, frame: np.ndarray, print_fn) -> Any:
+    """An mp4 writer for frames like ``frame``, or None (said once) when OpenCV cannot open one."""
+    h, w = frame.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if writer.isOpened():
+        return writer
+    print_fn("stnet predict: cannot open an mp4 writer; no overlay video will be written")
+    return None
+
+
+def _run_video(est, inp, kind, output_dir, json_out, results, summary, *, threshold, render_images, shower, track,
+               smooth, track_metric, max_frames, flush_every, progress, print_fn) -> None:
+    cap, frame, fps, total = _open_video(inp, kind, max_frames)
     stem = f"webcam{inp}" if kind == "webcam" else Path(inp).stem
     tracker = Tracker(metric=track_metric, smooth=smooth, fps=fps, sigmas=est.skeleton.sigmas) if track else None
-    writer, tmp_video, out_video = None, None, output_dir / f"{stem}.mp4"
-    if render_images:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_video = tempfile.mkstemp(prefix=f".{stem}.", suffix=".mp4", dir=output_dir)
-        os.close(fd)
-        h, w = frame.shape[:2]
-        writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            print_fn("stnet predict: cannot open an mp4 writer; no overlay video will be written")
-            writer = None
-    bar = _progress(iter(int, 1), total, "frames", progress)  # endless iterator; we break ourselves
-    idx = 0
-    try:
-        for _ in bar:
-            rgb = np.ascontiguousarray(frame[..., ::-1])
-            persons = est(rgb)
-            if tracker is not None:
-                persons = tracker.update(persons, idx)
-            results[f"{stem}_{idx:06d}"] = [p.to_dict() for p in persons]
-            summary["inputs"] += 1
-            summary["persons"] += len(persons)
-            if writer is not None or shower.enabled:
-                over = render(rgb, persons, est.skeleton, threshold, est.untrained)
-                if writer is not None:
-                    writer.write(np.ascontiguousarray(over[..., ::-1]))
-                if not shower(over, 1):
+    out_video = output_dir / f"{stem}.mp4"
+    interrupted: BaseException | None = None
+    with contextlib.ExitStack() as stack:
+        tmp_video = stack.enter_context(atomic_write(out_video, suffix=".mp4")) if render_images else None
+        writer = _video_writer(tmp_video, fps, frame, print_fn) if tmp_video is not None else None
+        if tmp_video is not None and writer is None:
+            tmp_video.unlink()  # atomic_write then writes nothing
+        bar = _progress(iter(int, 1), total, "frames", progress)  # endless iterator; we break ourselves
+        idx = 0
+        try:
+            for _ in bar:
+                rgb = np.ascontiguousarray(frame[..., ::-1])
+                persons = est(rgb)
+                if tracker is not None:
+                    persons = tracker.update(persons, idx)
+                results[f"{stem}_{idx:06d}"] = [p.to_dict() for p in persons]
+                summary["inputs"] += 1
+                summary["persons"] += len(persons)
+                if writer is not None or shower.enabled:
+                    over = render(rgb, persons, est.skeleton, threshold, est.untrained)
+                    if writer is not None:
+                        writer.write(np.ascontiguousarray(over[..., ::-1]))
+                    if not shower(over, 1):
+                        break
+                if flush_every and (idx + 1) % flush_every == 0:
+                    atomic_write_json(json_out, results)
+                idx += 1
+                if max_frames and idx >= max_frames:
                     break
-            if flush_every and (idx + 1) % flush_every == 0:
-                atomic_write_json(json_out, results)
-            idx += 1
-            if max_frames and idx >= max_frames:
-                break
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-    finally:
-        cap.release()
-        if hasattr(bar, "close"):
-            bar.close()
-        if writer is not None:
-            writer.release()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_video, 0o666 & ~umask)
-            os.replace(tmp_video, out_video)
-            summary["outputs"].append(str(out_video))
-        elif tmp_video and os.path.exists(tmp_video):
-            os.unlink(tmp_video)
-        atomic_write_json(json_out, results)
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+        except BaseException as e:  # Ctrl-C or a failure: keep the video so far, it is complete up to here
+            interrupted = e
+        finally:
+            cap.release()
+            if hasattr(bar, "close"):
+                bar.close()
+            if writer is not None:
+                writer.release()
+            atomic_write_json(json_out, results)
+    if writer is not None:
+        summary["outputs"].append(str(out_video))
+    if interrupted is not None:
+        raise interrupted

@@ -148,7 +148,7 @@ def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, blur_kernel_size: 
     y = ay.clamp(1, h - 2)
     st = _blurred_log_stencil(heatmaps, x, y, blur_kernel_size, eps)
     c = st[..., 1, 1]
-    r, l, d, u = st[..., 1, 2], st[..., 1, 0], st[..., 2, 1], st[..., 0, 1]
+    r, l, d, u = st[..., 1, 2], st[..., 1, 0], st[..., 2, 1], st[..., 0, 1]  # noqa: E741 - left neighbour
     gx = 0.5 * (r - l)
     gy = 0.5 * (d - u)
     hxx = r - 2 * c + l

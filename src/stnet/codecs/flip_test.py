@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from stnet.models.outputs import last_stage
+
 __all__ = ["flip_heatmaps_back", "flip_test"]
 
 
@@ -41,16 +43,6 @@ def flip_heatmaps_back(heatmaps: Any, flip_index: Sequence[int], *, shift: bool 
     return np.ascontiguousarray(out)
 
 
-def _last(output: Any) -> torch.Tensor:
-    # Multi-stage models (STNet with several units) return one heatmap per stage; the last is
-    # the prediction.
-    while isinstance(output, (list, tuple)):
-        output = output[-1]
-    if isinstance(output, dict):
-        output = output["heatmaps"]
-    return output
-
-
 @torch.no_grad()
 def flip_test(model: Callable[[torch.Tensor], Any], images: torch.Tensor, flip_index: Sequence[int],
               *, unbiased: bool = True) -> torch.Tensor:
@@ -59,6 +51,6 @@ def flip_test(model: Callable[[torch.Tensor], Any], images: torch.Tensor, flip_i
     ``model`` maps ``(B, 3, H, W)`` to heatmaps (a tensor, or a list/tuple of per-stage tensors of
     which the last is used). ``unbiased=False`` applies the classic one-pixel shift.
     """
-    heat = _last(model(images))
-    heat_flipped = _last(model(images.flip(-1)))
+    heat = last_stage(model(images))
+    heat_flipped = last_stage(model(images.flip(-1)))
     return 0.5 * (heat + flip_heatmaps_back(heat_flipped, flip_index, shift=not unbiased))

@@ -59,7 +59,8 @@ def _clip_box(box: list[float], width: float | None, height: float | None) -> np
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
 
 
-def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str | Skeleton = "coco17",
+# A flat sequence of per-field checks, each with its own message; splitting it would scatter them.
+def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str | Skeleton = "coco17",  # noqa: C901
                       *, det_file: str | Path | None = None, det_score_threshold: float = 0.0,
                       on_bad_box: Literal["error", "skip"] = "error") -> list[PersonRecord]:
     """Person records from a COCO-format keypoints json.

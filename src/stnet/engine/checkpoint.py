@@ -4,17 +4,21 @@ Contents: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``ema`` (state di
 ``epoch`` (completed epochs), ``iteration`` (optimizer steps so far), ``best_metric``,
 ``metric_name``, ``rng`` (python, numpy, torch, cuda states), ``config`` (the resolved config as a
 plain dict) and ``format`` (version of this layout).
+
+Reading goes through :func:`stnet.hub.load_state` (the one place checkpoint files are
+deserialised; ``load_checkpoint`` is that function), writing through :func:`stnet.io.atomic_write`.
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from stnet.hub import CheckpointError, load_state
+from stnet.io import atomic_write
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
            "find_resume", "FORMAT"]
@@ -23,8 +27,9 @@ FORMAT = 1
 REQUIRED = ("model", "epoch", "iteration")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (missing, truncated, corrupted, not ours)."""
+#: Read a checkpoint (see :func:`stnet.hub.load_state`): a dict with a ``model`` entry, or
+#: :class:`CheckpointError` naming the file when it is missing, truncated, corrupted or not ours.
+load_checkpoint = load_state
 
 
 def rng_state() -> dict[str, Any]:
@@ -52,54 +57,10 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically: a temp file in the same directory, fsync, then
     ``os.replace``. A kill at any moment leaves either the old or the new file, never half of one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
     return path
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; raise :class:`CheckpointError`
-    naming the file when it is missing, truncated, corrupted or not a training checkpoint. A bare
-    ``state_dict`` (e.g. exported weights) is returned as ``{"model": state_dict}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was not written completely")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling/zip failure means the file is damaged
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupted and cannot be read "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                              "use an earlier checkpoint (last.pt / best.pt)") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
-    if "model" not in state:
-        if state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return {"model": state}
-        raise CheckpointError(f"checkpoint {path} has no 'model' entry (keys: {sorted(state)[:8]})")
-    return state
 
 
 def check_resumable(state: dict[str, Any], path: str | Path) -> None:

@@ -24,6 +24,7 @@ import yaml
 from stnet.codecs.build import CodecConfig
 from stnet.config import check_fields
 from stnet.data.config import AugmentConfig, DataConfig, apply_overrides, config_from_dict
+from stnet.io import write_text
 
 __all__ = ["ModelSection", "OptimConfig", "ScheduleConfig", "LossConfig", "EvalConfig", "RuntimeConfig",
            "TrainConfig", "load_config", "config_to_dict", "save_config", "resolve_data_path",
@@ -341,11 +342,7 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def config_from_plain(d: Mapping[str, Any]) -> TrainConfig:

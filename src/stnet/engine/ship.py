@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..hub import WEIGHTS_DIR, sha256_file
-from .checkpoint import load_checkpoint
+from stnet.hub import WEIGHTS_DIR, load_state, model_state, sha256_file
+from stnet.io import atomic_write, write_text
 
 __all__ = ["pack_weights", "sha256_file", "WEIGHTS_DIR"]
 
@@ -24,29 +23,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped files must be readable by every user
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.PathLike | None = None,
                  command: str = "", metrics: dict[str, Any] | None = None, use_ema: bool = True,
                  notes: str = "") -> tuple[Path, Path]:
     """Write ``<out_dir>/<name>.pt`` and ``<name>.json`` from a training checkpoint; returns both paths."""
-    state = load_checkpoint(checkpoint)
+    state = load_state(checkpoint)
     cfg = state.get("config")
     if not isinstance(cfg, dict):
         raise ValueError(f"checkpoint {checkpoint} has no training config; pack needs one written by stnet train")
     from_ema = bool(use_ema and state.get("ema"))
-    sd = state["ema"] if from_ema else state["model"]
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    sd = model_state(state, use_ema)
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     model = cfg.get("model", {})
     val = cfg.get("val", {})
@@ -69,8 +55,9 @@ def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     pt, js = out / f"{name}.pt", out / f"{name}.json"
-    _atomic_write(pt, lambda tmp: torch.save(half, tmp))
+    with atomic_write(pt) as tmp:
+        torch.save(half, tmp)
     meta["sha256"] = sha256_file(pt)
     meta["size_bytes"] = pt.stat().st_size
-    _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+    write_text(js, json.dumps(meta, indent=2) + "\n")
     return pt, js

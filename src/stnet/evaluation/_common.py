@@ -39,10 +39,8 @@ def concat_batches(batches: Sequence[dict[str, np.ndarray] | None]) -> dict[str,
         return None
     keys = batches[0].keys()
     if any(b.keys() != keys for b in batches):
-        raise ValueError("evaluator: ranks/batches disagree on which fields (e.g. instance_ids/indices) were given")
+        raise ValueError("evaluator: ranks/batches disagree on which fields (e.g. indices) were given")
     return {k: np.concatenate([b[k] for b in batches]) for k in keys}
-
-
 
 
 def gather_batches(batches: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray] | None:

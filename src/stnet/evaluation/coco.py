@@ -24,8 +24,10 @@ from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 
-from ._common import gather_batches, score_on_main as _score_on_main, to_jsonable, to_numpy as _np
-from .nms import oks_nms, rescore
+from ._common import to_numpy as _np
+from .base import Evaluator, Predictions
+from .metrics import rescore
+from .nms import oks_nms
 from .sigmas import SigmaSpec, resolve_sigmas
 from .tables import COCO_KEYS, format_coco_table
 
@@ -137,7 +139,8 @@ class _Checked:
     unknown_image_examples: list[Any] = field(default_factory=list)
 
 
-def validate_results(results: Sequence[Mapping[str, Any]], coco_gt: Any | None, *, num_keypoints: int,
+# One pass of per-entry field checks, each with its own message; splitting it would scatter them.
+def validate_results(results: Sequence[Mapping[str, Any]], coco_gt: Any | None, *, num_keypoints: int,  # noqa: C901
                      category_id: int, source: str = "results",
                      unknown_images: UnknownImages = "error") -> _Checked:
     """Check every entry; returns the entries to score and how many were skipped.
@@ -307,7 +310,7 @@ def load_detections(path: str | Path, *, gt_image_ids: Sequence[Any] | None = No
 
 # ----------------------------------------------------------------------------- evaluator
 
-class CocoEvaluator:
+class CocoEvaluator(Evaluator):
     """COCO keypoint evaluation with the standard top-down protocol.
 
     ``process`` collects per-instance predictions; ``evaluate`` gathers them from all DDP ranks,
@@ -320,8 +323,8 @@ class CocoEvaluator:
     and stored in metrics.json. ``format_only=True`` writes a submission (e.g. test-dev) without
     scoring; ``gt`` may then be None or an image-info json used only to check image ids.
 
-    Under a ``DistributedSampler`` that pads the dataset, pass ``instance_ids`` so duplicates
-    are dropped (counted in the report) instead of being scored twice.
+    Under a ``DistributedSampler`` that pads the dataset, pass ``indices`` so duplicates are
+    dropped (counted in the report) instead of being scored twice.
     """
 
     def __init__(self, gt: GTSource | None, *, box_source: str, sigmas: SigmaSpec = None,
@@ -343,11 +346,7 @@ class CocoEvaluator:
         self.nms_thr = nms_thr
         self.unknown_images: UnknownImages = unknown_images
         self.format_only = format_only
-        self.output_dir = None if output_dir is None else Path(output_dir)
         self.results_name = results_name
-        self.name = name
-        self.print_fn = print_fn
-        self.report: dict[str, Any] = {}
         self._sigma_spec = sigmas
         self.coco_gt: Any | None = None
         self.num_keypoints: int | None = None
@@ -362,93 +361,55 @@ class CocoEvaluator:
                 self.category_id, self.keypoint_names = keypoint_category(self.coco_gt, category_id, _describe(gt))
                 self.num_keypoints = len(self.keypoint_names)
         self._gt_desc = _describe(gt) if gt is not None else None
-        self.reset()
+        super().__init__(output_dir=output_dir, name=name, print_fn=print_fn)
 
-    def reset(self) -> None:
-        self._batches: list[dict[str, np.ndarray]] = []
-
-    def process(self, image_ids: Any, keypoints: Any, keypoint_scores: Any, *, box_scores: Any = None,
-                areas: Any = None, instance_ids: Any = None) -> None:
-        """Add a batch: ``image_ids (N,)``, ``keypoints (N, K, 2)`` image pixels,
-        ``keypoint_scores (N, K)``, ``box_scores (N,)`` (default 1, i.e. GT boxes), ``areas (N,)``
-        used by OKS-NMS (default: the area of the predicted keypoints' extent; HRNet/mmpose pass
-        the padded box area). numpy arrays or torch tensors."""
-        kp = _np(keypoints, np.float64)
-        ks = _np(keypoint_scores, np.float64)
-        ids = _np(image_ids).reshape(-1)
-        if kp.ndim != 3 or kp.shape[-1] != 2:
-            raise ValueError(f"CocoEvaluator.process: 'keypoints' must be (N, K, 2), got {kp.shape}")
+    def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
+        """Reads ``keypoints (N, K, 2)`` image pixels, ``keypoint_scores (N, K)``, ``image_ids (N,)``,
+        ``box_scores (N,)`` (default 1, i.e. GT boxes), ``areas (N,)`` used by OKS-NMS (default: the
+        area of the predicted keypoints' extent; HRNet/mmpose pass the padded box area) and
+        ``indices``."""
+        kp = self._keypoints(p)
         n, k = kp.shape[:2]
         if self.num_keypoints is not None and k != self.num_keypoints:
-            raise ValueError(f"CocoEvaluator.process: 'keypoints' has {k} keypoints per instance, the "
-                             f"ground truth has {self.num_keypoints}")
+            raise self._error(f"'keypoints' has {k} keypoints per instance, the ground truth has "
+                              f"{self.num_keypoints}")
+        if p.keypoint_scores is None or p.image_ids is None:
+            raise self._error("needs keypoint_scores= and image_ids=")
+        ks = _np(p.keypoint_scores, np.float64)
+        ids = _np(p.image_ids).reshape(-1)
         if ks.shape != (n, k):
-            raise ValueError(f"CocoEvaluator.process: 'keypoint_scores' must be {(n, k)}, got {ks.shape}")
+            raise self._error(f"'keypoint_scores' must be {(n, k)}, got {ks.shape}")
         if ids.shape != (n,):
-            raise ValueError(f"CocoEvaluator.process: 'image_ids' has {ids.size} values for {n} instances")
-        bs = np.ones(n) if box_scores is None else _np(box_scores, np.float64).reshape(-1)
-        if areas is None:
+            raise self._error(f"'image_ids' has {ids.size} values for {n} instances")
+        bs = np.ones(n) if p.box_scores is None else _np(p.box_scores, np.float64).reshape(-1)
+        if p.areas is None:
             ext = kp.max(axis=1) - kp.min(axis=1) if n else np.zeros((0, 2))
             ar = ext[:, 0] * ext[:, 1]
         else:
-            ar = _np(areas, np.float64).reshape(-1)
+            ar = _np(p.areas, np.float64).reshape(-1)
         for name, arr in (("box_scores", bs), ("areas", ar)):
             if arr.shape != (n,):
-                raise ValueError(f"CocoEvaluator.process: {name!r} has {arr.size} values for {n} instances")
+                raise self._error(f"{name!r} has {arr.size} values for {n} instances")
         for name, arr in (("keypoints", kp), ("keypoint_scores", ks), ("box_scores", bs), ("areas", ar)):
-            if n == 0:
-                break
-            finite = np.isfinite(arr.reshape(n, -1)).all(axis=1)
-            if not finite.all():
-                j = int(np.flatnonzero(~finite)[0])
-                raise ValueError(f"CocoEvaluator.process: NaN/inf in {name!r} of instance {j} "
-                                 f"(image_id {ids[j]}); {int((~finite).sum())} instances in this batch")
+            self._check_finite(name, arr, ids)
         batch = {"image_ids": ids, "keypoints": kp, "keypoint_scores": ks, "box_scores": bs, "areas": ar}
-        if instance_ids is not None:
-            inst = _np(instance_ids).reshape(-1)
-            if inst.shape != (n,):
-                raise ValueError(f"CocoEvaluator.process: 'instance_ids' has {inst.size} values for {n} instances")
-            batch["instance_ids"] = inst
-        elif self._batches and "instance_ids" in self._batches[0]:
-            raise ValueError("CocoEvaluator.process: pass instance_ids for every batch or for none")
-        self._batches.append(batch)
+        idx = self._indices(p, n)
+        if idx is not None:
+            batch["indices"] = idx
+        return batch
 
-    def evaluate(self) -> dict[str, float]:
-        """Score everything processed since ``reset`` (see the class docstring)."""
-        data = gather_batches(self._batches)
-        return _score_on_main(lambda: self._evaluate_main(data))
-
-    def _evaluate_main(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
+    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
         if data is None or data["keypoints"].shape[0] == 0:
             raise ValueError("CocoEvaluator: no predictions were processed; refusing to report AP 0")
         report: dict[str, Any] = {"boxes": self.box_source, "ground_truth": self._gt_desc,
                                   "num_instances": int(data["keypoints"].shape[0])}
-        if "instance_ids" in data:
-            _, first = np.unique(data["instance_ids"], return_index=True)
-            first.sort()
-            report["num_duplicates_dropped"] = int(data["keypoints"].shape[0] - first.size)
-            data = {k: v[first] for k, v in data.items()}
+        data = self._drop_duplicates(data, report)
         n, k = data["keypoints"].shape[:2]
         if self.num_keypoints is not None and k != self.num_keypoints:
             raise ValueError(f"CocoEvaluator: predictions have {k} keypoints, the ground truth {self.num_keypoints}")
         sigmas, sig_desc = resolve_sigmas(self._sigma_spec, num_keypoints=k, keypoint_names=self.keypoint_names)
         report["sigmas"] = sig_desc
-
-        if self.coco_gt is not None:
-            known = set(self.coco_gt.getImgIds())
-            inside = np.fromiter((i in known for i in data["image_ids"].tolist()), bool, count=n)
-            if not inside.all():
-                ex = sorted(set(data["image_ids"][~inside].tolist()), key=str)[:5]
-                if not inside.any():
-                    raise ValueError(f"CocoEvaluator: none of the {n} predictions has an image_id in the "
-                                     f"ground truth {self._gt_desc} (e.g. {ex}); predictions or detection "
-                                     "boxes for another dataset/split?")
-                if self.unknown_images == "error":
-                    raise ValueError(f"CocoEvaluator: {int((~inside).sum())} of {n} predictions have an "
-                                     f"image_id not in the ground truth {self._gt_desc} (e.g. {ex}); pass "
-                                     "unknown_images='skip' to drop and count them")
-                data = {key: v[inside] for key, v in data.items()}
-            report["num_skipped_unknown_image"] = int((~inside).sum())
+        data = self._known_images(data, report)
 
         if self.rescore:
             scores = rescore(data["box_scores"], data["keypoint_scores"], self.keypoint_score_thr)
@@ -464,9 +425,8 @@ class CocoEvaluator:
         report["num_results"] = int(keep.size)
         results = make_results(data["image_ids"][keep], data["keypoints"][keep],
                                data["keypoint_scores"][keep], scores[keep], self.category_id)
+        self._save_raw(data)
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)
             # dumps + one write: json.dump streams through the pure-Python encoder (~4x slower).
             (self.output_dir / self.results_name).write_text(json.dumps(results), encoding="utf-8")
             report["results_file"] = str(self.output_dir / self.results_name)
@@ -484,14 +444,30 @@ class CocoEvaluator:
                       + (f"; skipped {report['num_skipped_unknown_image']} with an image_id not in GT"
                          if report.get("num_skipped_unknown_image") else ""))
         self.report = report
-        if self.output_dir is not None:
-            with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
-                json.dump(to_jsonable({"metrics": metrics, "protocol": report}), f, indent=2)
+        self._save_metrics(metrics, report)
         return metrics
 
-    def _say(self, text: str) -> None:
-        if self.print_fn is not None:
-            self.print_fn(text)
+    def _known_images(self, data: dict[str, np.ndarray], report: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``data`` without predictions whose image is not in the GT (or an error, see
+        ``unknown_images``)."""
+        if self.coco_gt is None:
+            return data
+        n = data["keypoints"].shape[0]
+        known = set(self.coco_gt.getImgIds())
+        inside = np.fromiter((i in known for i in data["image_ids"].tolist()), bool, count=n)
+        if not inside.all():
+            ex = sorted(set(data["image_ids"][~inside].tolist()), key=str)[:5]
+            if not inside.any():
+                raise ValueError(f"CocoEvaluator: none of the {n} predictions has an image_id in the "
+                                 f"ground truth {self._gt_desc} (e.g. {ex}); predictions or detection "
+                                 "boxes for another dataset/split?")
+            if self.unknown_images == "error":
+                raise ValueError(f"CocoEvaluator: {int((~inside).sum())} of {n} predictions have an "
+                                 f"image_id not in the ground truth {self._gt_desc} (e.g. {ex}); pass "
+                                 "unknown_images='skip' to drop and count them")
+            data = {key: v[inside] for key, v in data.items()}
+        report["num_skipped_unknown_image"] = int((~inside).sum())
+        return data
 
 
 def _has_annotations(gt: Any) -> bool:

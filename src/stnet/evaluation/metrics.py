@@ -4,8 +4,12 @@ Conventions (docs/conventions.md): keypoints are ``(N, K, 2)`` ``(x, y)`` in ima
 visibility ``(N, K)``, boxes ``[x, y, w, h]``. Every function here returns *fractions* in
 ``[0, 1]``; the evaluators and tables turn PCK/PCKh into percent as the official tools do.
 
+* :func:`keypoint_similarity` is the per-joint OKS term ``exp(-d^2 / (2 s^2 (2 sigma)^2))``, the one
+  formula behind :func:`oks`, OKS-NMS (:mod:`.nms`) and the OKS tracker (:mod:`stnet.tracking`).
 * :func:`oks` reproduces ``pycocotools.cocoeval.COCOeval.computeOks`` (including its rule for a
   ground truth without labelled keypoints), vectorised.
+* :func:`rescore` is the standard top-down person score (HRNet / mmpose): box score x mean of the
+  keypoint scores above 0.2.
 * :func:`pck` / :func:`pckh` count a joint as correct when ``distance / normaliser <= threshold``
   (inclusive, as the official MPII code) and only over visible joints.
 * :func:`pckh` follows the official MPII evaluation (``evaluatePCKh.m`` / the widely used python
@@ -27,8 +31,11 @@ import numpy as np
 __all__ = [
     "SC_BIAS",
     "PART_COLUMNS",
+    "RESCORE_THRESHOLD",
     "PCKResult",
+    "keypoint_similarity",
     "oks",
+    "rescore",
     "keypoint_distances",
     "normalized_distances",
     "pck",
@@ -46,6 +53,8 @@ __all__ = [
 
 #: The official MPII scale on the head-box diagonal.
 SC_BIAS = 0.6
+#: Keypoint score above which a joint counts in the person score (:func:`rescore`).
+RESCORE_THRESHOLD = 0.2
 #: Column order of the paper's Tables VI/VII.
 PART_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
 
@@ -67,6 +76,16 @@ def _check_kpts(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- OKS
+
+def keypoint_similarity(sq_dist: np.ndarray, areas: np.ndarray | float, sigmas: np.ndarray) -> np.ndarray:
+    """Per-joint OKS term ``exp(-d^2 / (2 s^2 k^2))`` with ``s^2`` the object area and ``k = 2 sigma``
+    (COCOeval's ``computeOks``): ``sq_dist (..., K)`` squared pixel distances, ``areas``
+    broadcastable to ``sq_dist`` (e.g. ``(..., 1)``), ``sigmas (K,)``. OKS is its mean over the
+    joints that count."""
+    var = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
+    e = sq_dist / var / (areas + np.spacing(1)) / 2
+    return np.exp(-e)
+
 
 def oks(pred: np.ndarray, gt: np.ndarray, gt_visibility: np.ndarray, gt_areas: np.ndarray,
         sigmas: np.ndarray, gt_boxes: np.ndarray | None = None) -> np.ndarray:
@@ -95,7 +114,6 @@ def oks(pred: np.ndarray, gt: np.ndarray, gt_visibility: np.ndarray, gt_areas: n
         return np.zeros((d_n, g_n))
     labelled = vis > 0
     k1 = labelled.sum(axis=1)  # (G,)
-    var = (sig * 2) ** 2
     dx = pred[:, None, :, 0] - gt[None, :, :, 0]  # (D, G, K)
     dy = pred[:, None, :, 1] - gt[None, :, :, 1]
     if np.any(k1 == 0):
@@ -114,12 +132,28 @@ def oks(pred: np.ndarray, gt: np.ndarray, gt_visibility: np.ndarray, gt_areas: n
         empty = (k1 == 0)[None, :, None]
         dx = np.where(empty, bdx, dx)
         dy = np.where(empty, bdy, dy)
-    e = (dx ** 2 + dy ** 2) / var / (areas[None, :, None] + np.spacing(1)) / 2
-    sim = np.exp(-e)
+    sim = keypoint_similarity(dx ** 2 + dy ** 2, areas[None, :, None], sig)
     # A GT without labelled keypoints averages over all K (COCOeval's box rule), else over labelled.
     mask = np.where((k1 == 0)[:, None], True, labelled)  # (G, K)
     count = mask.sum(axis=1)
     return (sim * mask[None]).sum(axis=2) / count[None, :]
+
+
+def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, thr: float = RESCORE_THRESHOLD) -> np.ndarray:
+    """Person score = box score x mean of the keypoint scores ``> thr``; 0 when none exceeds it
+    (HRNet / mmpose's top-down rescoring).
+
+    ``box_scores`` ``(N,)`` (1 for ground-truth boxes), ``keypoint_scores`` ``(N, K)``.
+    """
+    kp = np.asarray(keypoint_scores, dtype=np.float64)
+    box = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+    if kp.ndim != 2 or box.shape != (kp.shape[0],):
+        raise ValueError(f"rescore: box_scores {box.shape} and keypoint_scores {kp.shape} must be (N,) and (N, K)")
+    mask = kp > thr
+    cnt = mask.sum(axis=1)
+    total = np.where(mask, kp, 0.0).sum(axis=1)
+    mean = np.where(cnt > 0, total / np.maximum(cnt, 1), 0.0)
+    return box * mean
 
 
 # ----------------------------------------------------------------------------- PCK family

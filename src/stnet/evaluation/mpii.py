@@ -8,14 +8,14 @@ convention: do *not* add 1 to predictions the way HRNet does before comparing wi
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._common import gather_batches, score_on_main, to_jsonable, to_numpy
+from ._common import to_numpy
+from .base import Evaluator, Predictions
 from .metrics import PART_COLUMNS, SC_BIAS, pckh, summarize_by_part
 from .tables import format_pckh_table
 
@@ -76,7 +76,7 @@ def load_gt_valid(path: str | Path) -> MPIIGroundTruth:
     )
 
 
-class MPIIEvaluator:
+class MPIIEvaluator(Evaluator):
     """PCKh (official MPII definition) with ``reset/process/evaluate``, DDP-aware.
 
     Two ways to give the ground truth:
@@ -111,69 +111,44 @@ class MPIIEvaluator:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.sc_bias = sc_bias
         self.allow_partial = allow_partial
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        self.name = name
-        self.print_fn = print_fn
-        self.report: dict[str, Any] = {}
-        self.reset()
+        super().__init__(output_dir=output_dir, name=name, print_fn=print_fn)
 
-    def reset(self) -> None:
-        self._batches: list[dict[str, np.ndarray]] = []
-
-    def process(self, keypoints: Any, *, indices: Any = None, gt_keypoints: Any = None,
-                visible: Any = None, headboxes: Any = None) -> None:
-        """Add predictions ``(N, K, 2)`` (0-based image pixels) with their ground truth."""
-        kp = to_numpy(keypoints, np.float64)
+    def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
+        """Reads ``keypoints (N, K, 2)`` (0-based image pixels) and ``indices``; without
+        ``gt_valid`` also ``gt_keypoints``, ``visible`` and ``headboxes``."""
         k = len(self.joint_names)
-        if kp.ndim != 3 or kp.shape[1:] != (k, 2):
-            raise ValueError(f"MPIIEvaluator.process: 'keypoints' must be (N, {k}, 2), got {kp.shape}")
+        kp = self._keypoints(p, k)
         n = kp.shape[0]
-        if not np.isfinite(kp).all():
-            j = int(np.flatnonzero(~np.isfinite(kp).reshape(n, -1).all(1))[0])
-            raise ValueError(f"MPIIEvaluator.process: NaN/inf in 'keypoints' of instance {j}")
+        self._check_finite("keypoints", kp)
         batch: dict[str, np.ndarray] = {"keypoints": kp}
-        if indices is not None:
-            idx = to_numpy(indices).reshape(-1).astype(np.int64)
-            if idx.shape != (n,):
-                raise ValueError(f"MPIIEvaluator.process: 'indices' has {idx.size} values for {n} instances")
+        idx = self._indices(p, n)
+        if idx is not None:
             batch["indices"] = idx
         if self.gt is not None:
-            if indices is None:
-                raise ValueError("MPIIEvaluator.process: with gt_valid, pass indices= (each prediction's "
-                                 "row in gt_valid.mat)")
+            if idx is None:
+                raise self._error("with gt_valid, pass indices= (each prediction's row in gt_valid.mat)")
             total = self.gt.joints.shape[0]
-            bad = (batch["indices"] < 0) | (batch["indices"] >= total)
+            bad = (idx < 0) | (idx >= total)
             if bad.any():
-                raise ValueError(f"MPIIEvaluator.process: 'indices' {batch['indices'][bad][:5].tolist()} "
-                                 f"outside 0..{total - 1} of {self.gt_desc}")
+                raise self._error(f"'indices' {idx[bad][:5].tolist()} outside 0..{total - 1} of {self.gt_desc}")
         else:
-            if gt_keypoints is None or visible is None or headboxes is None:
-                raise ValueError("MPIIEvaluator.process: without gt_valid, pass gt_keypoints, visible "
-                                 "and headboxes")
-            gk = to_numpy(gt_keypoints, np.float64)
-            vis = to_numpy(visible).astype(bool)
-            hb = to_numpy(headboxes, np.float64)
+            if p.gt_keypoints is None or p.visible is None or p.headboxes is None:
+                raise self._error("without gt_valid, pass gt_keypoints, visible and headboxes")
+            gk = to_numpy(p.gt_keypoints, np.float64)
+            vis = to_numpy(p.visible).astype(bool)
+            hb = to_numpy(p.headboxes, np.float64)
             if gk.shape != kp.shape or vis.shape != (n, k) or hb.shape != (n, 2, 2):
-                raise ValueError(f"MPIIEvaluator.process: gt_keypoints {gk.shape}, visible {vis.shape}, "
-                                 f"headboxes {hb.shape} must be {kp.shape}, {(n, k)}, {(n, 2, 2)}")
+                raise self._error(f"gt_keypoints {gk.shape}, visible {vis.shape}, headboxes {hb.shape} must be "
+                                  f"{kp.shape}, {(n, k)}, {(n, 2, 2)}")
             batch.update(gt_keypoints=gk, visible=vis, headboxes=hb)
-        self._batches.append(batch)
+        return batch
 
-    def evaluate(self) -> dict[str, float]:
-        data = gather_batches(self._batches)
-        return score_on_main(lambda: self._evaluate_main(data))
-
-    def _evaluate_main(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
+    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
         if data is None or data["keypoints"].shape[0] == 0:
             raise ValueError("MPIIEvaluator: no predictions were processed")
         report: dict[str, Any] = {"ground_truth": self.gt_desc, "num_instances": int(data["keypoints"].shape[0]),
                                   "sc_bias": self.sc_bias, "thresholds": list(self.thresholds)}
-        if "indices" in data:
-            # Duplicates come from DistributedSampler padding: same row, same prediction.
-            _, first = np.unique(data["indices"], return_index=True)
-            first.sort()
-            report["num_duplicates_dropped"] = int(data["keypoints"].shape[0] - first.size)
-            data = {k: v[first] for k, v in data.items()}
+        data = self._drop_duplicates(data, report)
         if self.gt is not None:
             idx = data["indices"]
             total = self.gt.joints.shape[0]
@@ -198,13 +173,9 @@ class MPIIEvaluator:
         report["visible_counts"] = dict(zip(self.joint_names, res[main_t].counts.tolist()))
         report["tables"] = rows
         self.report = report
-        if self.print_fn is not None:
-            self.print_fn(format_pckh_table(rows, title=f"MPII PCKh ({self.name}; GT: {self.gt_desc}; "
-                                                        f"head size = {self.sc_bias} x headbox diagonal)"))
-        if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)
-            with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
-                json.dump(to_jsonable({"metrics": metrics, "protocol": report}), f, indent=2)
+        self._say(format_pckh_table(rows, title=f"MPII PCKh ({self.name}; GT: {self.gt_desc}; "
+                                                f"head size = {self.sc_bias} x headbox diagonal)"))
+        self._save_raw(data)
+        self._save_metrics(metrics, report)
         assert all(c in metrics for c in PART_COLUMNS)
         return metrics

@@ -2,7 +2,8 @@
 
 The COCO detector-box protocol of HRNet / mmpose does, per image:
 
-1. instance score = box score x mean of the keypoint scores above 0.2 (:func:`rescore`),
+1. instance score = box score x mean of the keypoint scores above 0.2
+   (:func:`stnet.evaluation.metrics.rescore`),
 2. greedy NMS with OKS > 0.9 as the overlap (:func:`oks_nms`).
 
 OKS between two *predictions* is symmetric: the squared distance is divided by the mean of the
@@ -13,23 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rescore", "pairwise_oks", "oks_nms", "oks_nms_reference"]
+from .metrics import keypoint_similarity
 
-
-def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
-    """Instance score = box score x mean of keypoint scores ``> thr``; 0 when none exceeds it.
-
-    ``box_scores`` ``(N,)`` (1 for ground-truth boxes), ``keypoint_scores`` ``(N, K)``.
-    """
-    kp = np.asarray(keypoint_scores, dtype=np.float64)
-    box = np.asarray(box_scores, dtype=np.float64).reshape(-1)
-    if kp.ndim != 2 or box.shape != (kp.shape[0],):
-        raise ValueError(f"rescore: box_scores {box.shape} and keypoint_scores {kp.shape} must be (N,) and (N, K)")
-    mask = kp > thr
-    cnt = mask.sum(axis=1)
-    total = np.where(mask, kp, 0.0).sum(axis=1)
-    mean = np.where(cnt > 0, total / np.maximum(cnt, 1), 0.0)
-    return box * mean
+__all__ = ["pairwise_oks", "oks_nms", "check_nms_inputs"]
 
 
 def pairwise_oks(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
@@ -40,10 +27,8 @@ def pairwise_oks(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     a = np.asarray(areas, dtype=np.float64).reshape(-1)
-    var = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
     d2 = ((kp[:, None] - kp[None]) ** 2).sum(-1)  # (n, n, K)
-    e = d2 / var / ((a[:, None, None] + a[None, :, None]) / 2 + np.spacing(1)) / 2
-    sim = np.exp(-e)
+    sim = keypoint_similarity(d2, (a[:, None, None] + a[None, :, None]) / 2, sigmas)
     if vis_thr is None:
         return sim.sum(-1) / kp.shape[1]
     if keypoint_scores is None:
@@ -54,8 +39,9 @@ def pairwise_oks(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
     return np.where(cnt > 0, (sim * both).sum(-1) / np.maximum(cnt, 1), 0.0)
 
 
-def _check(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+def check_nms_inputs(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
            image_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The inputs of :func:`oks_nms` as float64 / id arrays, their shapes checked."""
     kp = np.asarray(keypoints, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
     ar = np.asarray(areas, dtype=np.float64).reshape(-1)
@@ -82,7 +68,7 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
     OKS (HRNet passes the area of the padded person box). Vectorised: one OKS matrix per image;
     only the greedy pass over kept instances is a Python loop.
     """
-    kp, sc, ar, sg, ids = _check(keypoints, scores, areas, sigmas, image_ids)
+    kp, sc, ar, sg, ids = check_nms_inputs(keypoints, scores, areas, sigmas, image_ids)
     n = kp.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -109,44 +95,3 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
                 break
             i = int(nxt[0])
     return np.flatnonzero(keep_mask)
-
-
-def _oks_iou_reference(g: np.ndarray, d: np.ndarray, a_g: float, a_d: np.ndarray, sigmas: np.ndarray,
-                       vg: np.ndarray | None, vd: np.ndarray | None, vis_thr: float | None) -> np.ndarray:
-    var = (sigmas * 2) ** 2
-    ious = np.zeros(len(d))
-    for n_d in range(len(d)):
-        dx = d[n_d, :, 0] - g[:, 0]
-        dy = d[n_d, :, 1] - g[:, 1]
-        e = (dx ** 2 + dy ** 2) / var / ((a_g + a_d[n_d]) / 2 + np.spacing(1)) / 2
-        if vis_thr is not None:
-            assert vg is not None and vd is not None
-            e = e[(vg > vis_thr) & (vd[n_d] > vis_thr)]
-        ious[n_d] = np.sum(np.exp(-e)) / e.shape[0] if e.shape[0] != 0 else 0.0
-    return ious
-
-
-def oks_nms_reference(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
-                      image_ids: np.ndarray | None = None, thr: float = 0.9,
-                      keypoint_scores: np.ndarray | None = None,
-                      vis_thr: float | None = None) -> np.ndarray:
-    """Straightforward per-image loop port of HRNet's ``oks_nms`` (tests compare against it).
-
-    Differs from HRNet's code only where that code is ambiguous: ties keep input order, and the
-    visibility test is ``vg > t and vd > t`` element-wise (HRNet's ``list and list`` bug).
-    """
-    kp, sc, ar, sg, ids = _check(keypoints, scores, areas, sigmas, image_ids)
-    ks = None if keypoint_scores is None else np.asarray(keypoint_scores, dtype=np.float64)
-    kept: list[int] = []
-    for img in np.unique(ids):
-        members = np.flatnonzero(ids == img)
-        order = members[np.argsort(-sc[members], kind="stable")]
-        while order.size > 0:
-            i = order[0]
-            kept.append(int(i))
-            rest = order[1:]
-            ovr = _oks_iou_reference(kp[i], kp[rest], ar[i], ar[rest], sg,
-                                     None if ks is None else ks[i], None if ks is None else ks[rest],
-                                     vis_thr)
-            order = rest[ovr <= thr]
-    return np.array(sorted(kept), dtype=np.int64)

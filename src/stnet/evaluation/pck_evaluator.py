@@ -1,13 +1,13 @@
 """PCK evaluation (LSP's PCK@0.2 normalised by torso size, or by box size), with AUC and EPE."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from ._common import gather_batches, score_on_main, to_jsonable, to_numpy
+from ._common import to_numpy
+from .base import Evaluator, Predictions
 from .metrics import (pck_from_normalized, bbox_size, find_joint, keypoint_distances,
                       summarize_by_part, torso_size)
 from .tables import format_pck_table
@@ -17,7 +17,7 @@ __all__ = ["PCKEvaluator"]
 Normalize = Literal["torso", "bbox"]
 
 
-class PCKEvaluator:
+class PCKEvaluator(Evaluator):
     """PCK@``threshold`` per joint and mean, AUC and EPE, with ``reset/process/evaluate``.
 
     ``normalize="torso"``: the distance between two GT joints, by default right shoulder and
@@ -53,60 +53,40 @@ class PCKEvaluator:
                 self.torso = tuple(self.joint_names.index(j) if isinstance(j, str) else int(j)  # type: ignore[assignment]
                                    for j in torso_joints)
         self.auc_max_threshold = auc_max_threshold
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        self.name = name
-        self.print_fn = print_fn
-        self.report: dict[str, Any] = {}
-        self.reset()
+        super().__init__(output_dir=output_dir, name=name, print_fn=print_fn)
 
-    def reset(self) -> None:
-        self._batches: list[dict[str, np.ndarray]] = []
-
-    def process(self, keypoints: Any, gt_keypoints: Any, visible: Any, *, boxes: Any = None,
-                indices: Any = None) -> None:
-        """Add predictions and GT ``(N, K, 2)`` image pixels, ``visible (N, K)``; ``boxes (N, 4)``
-        for bbox normalisation; ``indices`` (dataset rows) drop DistributedSampler duplicates."""
-        kp = to_numpy(keypoints, np.float64)
-        gk = to_numpy(gt_keypoints, np.float64)
-        vis = to_numpy(visible).astype(bool)
+    def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
+        """Reads predictions and ``gt_keypoints`` ``(N, K, 2)`` image pixels, ``visible (N, K)``;
+        ``boxes (N, 4)`` for bbox normalisation; ``indices``."""
         k = len(self.joint_names)
-        if kp.ndim != 3 or kp.shape[1:] != (k, 2):
-            raise ValueError(f"PCKEvaluator.process: 'keypoints' must be (N, {k}, 2), got {kp.shape}")
+        kp = self._keypoints(p, k)
         n = kp.shape[0]
+        if p.gt_keypoints is None or p.visible is None:
+            raise self._error("needs gt_keypoints= and visible=")
+        gk = to_numpy(p.gt_keypoints, np.float64)
+        vis = to_numpy(p.visible).astype(bool)
         if gk.shape != kp.shape or vis.shape != (n, k):
-            raise ValueError(f"PCKEvaluator.process: gt_keypoints {gk.shape} / visible {vis.shape} must be "
-                             f"{kp.shape} / {(n, k)}")
-        bad = ~np.isfinite(kp).reshape(n, -1).all(1)
-        if bad.any():
-            raise ValueError(f"PCKEvaluator.process: NaN/inf in 'keypoints' of instance {int(np.flatnonzero(bad)[0])}")
+            raise self._error(f"gt_keypoints {gk.shape} / visible {vis.shape} must be {kp.shape} / {(n, k)}")
+        self._check_finite("keypoints", kp)
         batch = {"keypoints": kp, "gt_keypoints": gk, "visible": vis}
         if self.normalize == "bbox":
-            if boxes is None:
-                raise ValueError("PCKEvaluator.process: normalize='bbox' needs boxes=")
-            b = to_numpy(boxes, np.float64)
+            if p.boxes is None:
+                raise self._error("normalize='bbox' needs boxes=")
+            b = to_numpy(p.boxes, np.float64)
             if b.shape != (n, 4):
-                raise ValueError(f"PCKEvaluator.process: 'boxes' must be {(n, 4)}, got {b.shape}")
+                raise self._error(f"'boxes' must be {(n, 4)}, got {b.shape}")
             batch["boxes"] = b
-        if indices is not None:
-            batch["indices"] = to_numpy(indices).reshape(-1).astype(np.int64)
-            if batch["indices"].shape != (n,):
-                raise ValueError(f"PCKEvaluator.process: 'indices' has {batch['indices'].size} values for {n}")
-        self._batches.append(batch)
+        idx = self._indices(p, n)
+        if idx is not None:
+            batch["indices"] = idx
+        return batch
 
-    def evaluate(self) -> dict[str, float]:
-        data = gather_batches(self._batches)
-        return score_on_main(lambda: self._evaluate_main(data))
-
-    def _evaluate_main(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
+    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
         if data is None or data["keypoints"].shape[0] == 0:
             raise ValueError("PCKEvaluator: no predictions were processed")
         report: dict[str, Any] = {"num_instances": int(data["keypoints"].shape[0]),
                                   "normalize": self.normalize, "threshold": self.threshold}
-        if "indices" in data:
-            _, first = np.unique(data["indices"], return_index=True)
-            first.sort()
-            report["num_duplicates_dropped"] = int(data["keypoints"].shape[0] - first.size)
-            data = {k: v[first] for k, v in data.items()}
+        data = self._drop_duplicates(data, report)
         pred, gt, vis = data["keypoints"], data["gt_keypoints"], data["visible"]
         if self.normalize == "torso":
             assert self.torso is not None
@@ -131,7 +111,8 @@ class PCKEvaluator:
         metrics.update({c: 100.0 * parts[c] for c in parts if c != "Mean"})
         metrics.update({f"{label}/{n}": 100.0 * float(p) for n, p in zip(self.joint_names, res.per_joint)})
         e = nd[v]
-        metrics["AUC"] = 100.0 * float(np.mean(np.clip(1.0 - e / self.auc_max_threshold, 0.0, 1.0))) if e.size else float("nan")
+        auc_curve = np.clip(1.0 - e / self.auc_max_threshold, 0.0, 1.0)
+        metrics["AUC"] = 100.0 * float(np.mean(auc_curve)) if e.size else float("nan")
         metrics["EPE"] = float(dist[v].mean()) if v.any() else float("nan")
         report["auc_max_threshold"] = self.auc_max_threshold
         report["visible_counts"] = dict(zip(self.joint_names, res.counts.tolist()))
@@ -146,9 +127,6 @@ class PCKEvaluator:
             if skipped:
                 extra += f"  (skipped {skipped} instances without a usable {self.normalize} size)"
             self.print_fn(table + "\n" + extra)
-        if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)
-            with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
-                json.dump(to_jsonable({"metrics": metrics, "protocol": report}), f, indent=2)
+        self._save_raw(data)
+        self._save_metrics(metrics, report)
         return metrics

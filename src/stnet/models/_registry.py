@@ -1,6 +1,8 @@
 """A small model registry: names map to builder functions.
 
-Registering a name twice raises, so two model files can never silently shadow each other.
+Registering a name twice raises, so two model files can never silently shadow each other. Model
+files register themselves on import; ``stnet.models`` (which Python imports before this module)
+imports them all, so the registry is complete whenever it can be reached.
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ def register_model(name: str | None = None) -> Callable[[F], F]:
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
-    _ensure_loaded()
     try:
         return _BUILDERS[name]
     except KeyError:
@@ -44,10 +45,4 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_BUILDERS)
-
-
-def _ensure_loaded() -> None:
-    # Model files register themselves on import; importing the package imports them all.
-    import stnet.models  # noqa: F401

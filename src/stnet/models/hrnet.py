@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..config import check_fields
 from ._registry import register_model
-from .stnet import conv_bn
+from .layers import Bottleneck, conv_bn, fuse_branches, fusion_layers
 
 __all__ = ["HRNetConfig", "HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "HRNET_VARIANTS",
            "HRNET_WIDTHS", "HRNET_STAGES"]
@@ -84,8 +84,7 @@ class HRNetConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Residual blocks. Conv -> BN (-> ReLU) sit inside nn.Sequential (conv_bn) so BatchNorm folds
-# into the conv at inference (stnet.models.fuse).
+# Residual block (the bottleneck of layer1 and conv_bn are shared with STNet, in .layers)
 # --------------------------------------------------------------------------------------------
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity shortcut (widths never change inside a branch)."""
@@ -96,22 +95,6 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + x)
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 -> 1x1 (x4 expansion), projection shortcut when the width changes."""
-
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int) -> None:
-        super().__init__()
-        cout = planes * self.expansion
-        self.body = nn.Sequential(conv_bn(cin, planes, 1), conv_bn(planes, planes, 3),
-                                  conv_bn(planes, cout, 1, act=False))
-        self.shortcut = conv_bn(cin, cout, 1, act=False) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.shortcut(x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,38 +112,13 @@ class HighResolutionModule(nn.Module):
             raise ValueError(f"num_out={num_out} is invalid for {n} branches: expected 1..{n}")
         self.branches = nn.ModuleList(
             nn.Sequential(*[BasicBlock(c) for _ in range(BLOCKS_PER_BRANCH)]) for c in widths)
-        self.fuse = nn.ModuleList()
-        if n == 1:
-            return
-        for i in range(num_out):
-            row = nn.ModuleList()
-            for j in range(n):
-                if j == i:
-                    row.append(nn.Identity())
-                elif j > i:  # lower resolution: 1x1 to the target width (upsampled in forward)
-                    row.append(conv_bn(widths[j], widths[i], 1, act=False))
-                else:  # higher resolution: i - j stride-2 3x3 convs, ReLU on all but the last
-                    steps = [conv_bn(widths[j], widths[j], 3, 2) for _ in range(i - j - 1)]
-                    steps.append(conv_bn(widths[j], widths[i], 3, 2, act=False))
-                    row.append(nn.Sequential(*steps))
-            self.fuse.append(row)
+        self.fuse = fusion_layers(widths, num_out) if n > 1 else nn.ModuleList()
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         if not len(self.fuse):
             return xs
-        outs = []
-        for i, row in enumerate(self.fuse):
-            acc = xs[i]
-            for j, layer in enumerate(row):
-                if j == i:
-                    continue
-                y = layer(xs[j])
-                if j > i:
-                    y = F.interpolate(y, size=xs[i].shape[-2:], mode="nearest")
-                acc = acc + y
-            outs.append(F.relu(acc))
-        return outs
+        return fuse_branches(self.fuse, xs, "nearest")
 
 
 # --------------------------------------------------------------------------------------------

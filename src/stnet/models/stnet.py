@@ -3,7 +3,9 @@ Stair Network"). Section III of the paper is the specification; docs/architectur
 module below to the paper's figures and equations and says which choices are fits to its tables.
 
 Layout follows timm's model files: a config dataclass, the blocks, the network, a table of named
-variants and one-line registered builders.
+variants and one-line registered builders. Blocks shared with HRNet (conv-BN, squeeze-excitation,
+bottleneck, multi-scale fusion) are in :mod:`.layers`; the STC structures A-D of the paper's
+ablation (Fig. 7) are at the end of this file, off the path of the network as published.
 
 Shapes: input (B, 3, H, W) with H and W divisible by 32; output heatmaps (B, K, H/4, W/4).
 """
@@ -18,11 +20,11 @@ import torch.nn.functional as F
 
 from ..config import check_fields
 from ._registry import register_model
+from .layers import BN_MOMENTUM, Bottleneck, MultiScaleFusion, SqueezeExcite, conv_bn, resize
 
-__all__ = ["STNetConfig", "STNet", "StairCell", "StairUnit", "StairFusion", "MDBS", "STEM_CHANNELS",
-           "stc_channels", "STNET_VARIANTS"]
+__all__ = ["STNetConfig", "STNet", "StairCell", "AblationStairCell", "make_stair_cell", "StairUnit", "StairFusion",
+           "MDBS", "STEM_CHANNELS", "stc_channels", "STNET_VARIANTS"]
 
-BN_MOMENTUM = 0.1
 STEM_CHANNELS = 256
 STC_STRUCTURES = ("A", "B", "C", "D", "E")
 # STCs per branch in each of the three sub-stages of a unit: (2,1), (1,1,1), (1,1,1,1) sums to the
@@ -77,7 +79,7 @@ class STNetConfig:
     def growth(self) -> int:
         return self.mdbs_growth if self.mdbs_growth is not None else self.width // 2
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: C901 - one flat check per field, in field order
         def bad(name: str, allowed: str) -> ValueError:
             return ValueError(f"STNetConfig.{name}={getattr(self, name)!r} is invalid: expected {allowed}")
 
@@ -150,17 +152,8 @@ def stc_channels(channels: int, branches: int, structure: str = "E", halve: bool
 
 
 # --------------------------------------------------------------------------------------------
-# Basic layers. Conv -> BN (-> ReLU) inside nn.Sequential so BatchNorm folds into the conv at
-# inference (stnet.models.fuse); the parameter/GFLOPs counts do not depend on this ordering.
+# STNet's own layers (the shared ones are in .layers)
 # --------------------------------------------------------------------------------------------
-def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True, groups: int = 1) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-                               nn.BatchNorm2d(cout, momentum=BN_MOMENTUM)]
-    if act:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
 def sep_conv(cin: int, cout: int, dilation: int) -> nn.Sequential:
     """Depthwise-separable atrous 3x3 (Eq. 2): depthwise with dilation, then pointwise, BN, ReLU."""
     return nn.Sequential(
@@ -175,18 +168,6 @@ def preact_conv1x1(cin: int, cout: int) -> nn.Sequential:
     """DenseNet's composite op H (BN, ReLU, 1x1 conv) used by MDBS (Eqs. 4-7)."""
     return nn.Sequential(nn.BatchNorm2d(cin, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
                          nn.Conv2d(cin, cout, 1, bias=False))
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, reduction: int) -> None:
-        super().__init__()
-        hidden = max(1, channels // reduction)
-        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
-        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s), inplace=True)))
 
 
 class SpatialAttention(nn.Module):
@@ -206,100 +187,46 @@ class SpatialAttention(nn.Module):
 # --------------------------------------------------------------------------------------------
 class StairCell(nn.Module):
     """STC: 1x1 -> atrous branches (structure E: a stair, each fed by the previous one, dilation
-    1, 2, 3, ...) -> concat -> post conv -> mix attention (SE then spatial) -> + input."""
+    1, 2, 3, ...) -> concat -> post conv -> mix attention (SE then spatial) -> + input.
+    (:func:`make_stair_cell` builds the ablation structures A-D instead when the config asks.)"""
 
     def __init__(self, channels: int, cfg: STNetConfig) -> None:
         super().__init__()
-        self.structure = cfg.stc_structure
         outs = stc_channels(channels, cfg.stc_branches, cfg.stc_structure, cfg.halve_channels)
         self.pre = conv_bn(channels, channels, 1)
-        self.branches = nn.ModuleList()
-        s = self.structure
-        if s == "E":  # stair: branch i reads branch i-1 (Eq. 1: 1/2 + 1/8 + 1/32 + 1/64 of T)
-            cin = channels
-            for i, c in enumerate(outs):
-                self.branches.append(sep_conv(cin, c, dilation=i + 1))
-                cin = c
-        else:  # A-D: every branch reads the cell input (Eq. 8 A-C: cost T)
-            for i, c in enumerate(outs):
-                self.branches.append(sep_conv(channels, c, dilation=i + 1))
-        self.second_row = nn.ModuleList()
-        if s == "D":  # D: a second row of atrous convs on the first row's concat, summed in (7/4 T)
-            for i, c in enumerate(outs[1:], start=1):
-                self.second_row.append(sep_conv(sum(outs), c, dilation=i + 1))
-        cat = sum(outs)
-        self.post = conv_bn(cat, channels, cfg.stc_post_kernel, act=False)
-        reduction = cfg.se_reduction
-        self.se = SqueezeExcite(channels, reduction) if cfg.mix_attention else nn.Identity()
+        self.branches = self._build_branches(channels, outs)
+        self.post = conv_bn(sum(outs), channels, cfg.stc_post_kernel, act=False)
+        self.se = SqueezeExcite(channels, cfg.se_reduction) if cfg.mix_attention else nn.Identity()
         self.sa = SpatialAttention() if cfg.mix_attention else nn.Identity()
 
+    def _build_branches(self, channels: int, outs: list[int]) -> nn.ModuleList:
+        # stair: branch i reads branch i-1 (Eq. 1: 1/2 + 1/8 + 1/32 + 1/64 of T)
+        cins = [channels] + outs[:-1]
+        return nn.ModuleList(sep_conv(cin, c, dilation=i + 1) for i, (cin, c) in enumerate(zip(cins, outs)))
+
+    def features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """The branch outputs, in order, for the ``pre`` output ``y``."""
+        feats = []
+        for b in self.branches:
+            y = b(y)
+            feats.append(y)
+        return feats
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pre(x)
-        feats: list[torch.Tensor] = []
-        if self.structure == "E":
-            for b in self.branches:
-                y = b(y)
-                feats.append(y)
-        else:
-            feats = [b(y) for b in self.branches]
-            if self.structure == "C":  # hierarchical sum across branches before concat
-                for i in range(1, len(feats)):
-                    feats[i] = feats[i] + feats[i - 1][:, : feats[i].shape[1]]
-            elif self.structure == "D":
-                first = torch.cat(feats, 1)
-                for i, b in enumerate(self.second_row, start=1):
-                    feats[i] = feats[i] + b(first)
+        feats = self.features(self.pre(x))
         out = self.post(torch.cat(feats, 1) if len(feats) > 1 else feats[0])
         out = self.sa(self.se(out))
         return out + x  # no final ReLU: the fusion that follows applies one
 
 
+def make_stair_cell(channels: int, cfg: STNetConfig) -> StairCell:
+    """The paper's STC (structure E), or an ablation structure A-D when ``cfg.stc_structure`` says so."""
+    return StairCell(channels, cfg) if cfg.stc_structure == "E" else AblationStairCell(channels, cfg)
+
+
 # --------------------------------------------------------------------------------------------
 # STair Unit (Sec. III-B, Fig. 5): four branches, (4, 3, 2, 1) STCs, four multi-scale fusions
 # --------------------------------------------------------------------------------------------
-class MultiScaleFusion(nn.Module):
-    """HRNet-style exchange: every output branch sums all inputs, resampled to its resolution."""
-
-    def __init__(self, widths: Sequence[int], num_out: int, upsample_mode: str) -> None:
-        super().__init__()
-        self.mode = upsample_mode
-        n = len(widths)
-        self.layers = nn.ModuleList()
-        for i in range(num_out):
-            row = nn.ModuleList()
-            for j in range(n):
-                if j == i:
-                    row.append(nn.Identity())
-                elif j > i:  # lower resolution: 1x1 to the target width, then upsample
-                    row.append(conv_bn(widths[j], widths[i], 1, act=False))
-                else:  # higher resolution: chain of stride-2 3x3 convs
-                    steps = [conv_bn(widths[j], widths[j], 3, 2) for _ in range(i - j - 1)]
-                    steps.append(conv_bn(widths[j], widths[i], 3, 2, act=False))
-                    row.append(nn.Sequential(*steps))
-            self.layers.append(row)
-
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        outs = []
-        for i, row in enumerate(self.layers):
-            size = xs[i].shape[-2:]
-            acc = xs[i]
-            for j, layer in enumerate(row):
-                if j == i:
-                    continue
-                y = layer(xs[j])
-                if j > i:
-                    y = _resize(y, size, self.mode)
-                acc = acc + y
-            outs.append(F.relu(acc))
-        return outs
-
-
-def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
-    if mode == "nearest":
-        return F.interpolate(x, size=size, mode="nearest")
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 class StairUnit(nn.Module):
     """STU: transition to branches 1-2, three sub-stages of STCs with a fusion after each (a new
     branch is opened from the lowest one before sub-stages 2 and 3), and a fourth fusion that
@@ -318,7 +245,7 @@ class StairUnit(nn.Module):
         for k, cells in enumerate(UNIT_LAYOUT):
             nb = len(cells)
             self.substages.append(nn.ModuleList(
-                nn.Sequential(*[StairCell(w[b], cfg) for _ in range(cells[b])]) for b in range(nb)))
+                nn.Sequential(*[make_stair_cell(w[b], cfg) for _ in range(cells[b])]) for b in range(nb)))
             self.fusions.append(MultiScaleFusion(w[:nb], nb, cfg.upsample_mode))
             if k + 1 < len(UNIT_LAYOUT):
                 self.new_branch.append(conv_bn(w[nb - 1], w[nb], 3, 2))
@@ -341,9 +268,10 @@ class StairUnit(nn.Module):
 class MDBS(nn.Module):
     """Keeps the consolidation sum C_i and the excavation list E_i across stages.
 
-    ``step(x)`` applies the stage's shared composite op H_i (BN-ReLU-1x1 to width + n channels),
-    adds its first ``width`` channels to the running consolidation branch (Eq. 5), prepends its last
-    n channels to the excavation branch (Eq. 6) and returns C_i || E_i (Eq. 7).
+    ``step(i, x, cons, exc)`` applies stage ``i``'s composite op H_i (BN-ReLU-1x1 to width + n
+    channels), adds its first ``width`` channels to the running consolidation branch (Eq. 5),
+    prepends its last n channels to the excavation branch (Eq. 6) and returns C_i || E_i (Eq. 7).
+    Stage 0 is the stem output; :class:`STNet` calls ``step`` once per stage.
     """
 
     def __init__(self, in_channels: Sequence[int], width: int, growth: int) -> None:
@@ -355,16 +283,10 @@ class MDBS(nn.Module):
     def out_channels(width: int, growth: int, step: int) -> int:
         return width + growth * (step + 1)
 
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Reference form over all stage outputs at once (used by tests); returns every X_{i+1}^in."""
-        cons, exc, outs = None, [], []
-        for op, x in zip(self.ops, xs):
-            cons, exc, y = self.step(op, x, cons, exc)
-            outs.append(y)
-        return outs
-
-    def step(self, op: nn.Module, x: torch.Tensor, cons: torch.Tensor | None, exc: list[torch.Tensor]):
-        h = op(x)
+    def step(self, i: int, x: torch.Tensor, cons: torch.Tensor | None, exc: list[torch.Tensor]
+             ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """(C_i, E_i, C_i || E_i) from stage ``i``'s output ``x`` and C_{i-1} (None at i = 0), E_{i-1}."""
+        h = self.ops[i](x)
         c, e = h[:, : self.width], h[:, self.width:]
         cons = c if cons is None else cons + c
         exc = [e] + exc
@@ -415,7 +337,7 @@ class StairFusion(nn.Module):
         y = scales[3]
         for k, b in enumerate(range(3, 0, -1)):
             size = scales[b - 1].shape[-2:]
-            up = self.deconv[k](y) + self.up_proj[k](_resize(y, size, self.mode))
+            up = self.deconv[k](y) + self.up_proj[k](resize(y, size, self.mode))
             y = self.reduce[k](torch.cat([up, scales[b - 1]], 1))
         return y
 
@@ -423,19 +345,6 @@ class StairFusion(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Stem: two stride-2 3x3 convs and HRNet's layer1 (4 bottlenecks) with squeeze-excitation
 # --------------------------------------------------------------------------------------------
-class Bottleneck(nn.Module):
-    def __init__(self, cin: int, planes: int, se_reduction: int) -> None:
-        super().__init__()
-        cout = planes * 4
-        self.body = nn.Sequential(conv_bn(cin, planes, 1), conv_bn(planes, planes, 3),
-                                  conv_bn(planes, cout, 1, act=False))
-        self.se = SqueezeExcite(cout, se_reduction) if se_reduction else nn.Identity()
-        self.shortcut = conv_bn(cin, cout, 1, act=False) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.se(self.body(x)) + self.shortcut(x))
-
-
 class Stem(nn.Module):
     def __init__(self, se_reduction: int) -> None:
         super().__init__()
@@ -506,13 +415,13 @@ class STNet(nn.Module):
         cons: torch.Tensor | None = None
         exc: list[torch.Tensor] = []
         if self.mdbs is not None:
-            cons, exc, _ = self.mdbs.step(self.mdbs.ops[0], feat, cons, exc)
+            cons, exc, _ = self.mdbs.step(0, feat, cons, exc)
         last = len(self.units) - 1
         for s, unit in enumerate(self.units):
             out = unit(feat)
             out = self.fusion(x, out) if (s == last and self.fusion is not None) else out[0]
             if self.mdbs is not None:
-                cons, exc, feat = self.mdbs.step(self.mdbs.ops[s + 1], out, cons, exc)
+                cons, exc, feat = self.mdbs.step(s + 1, out, cons, exc)
             else:
                 feat = out
         return self.head(self.neck(feat))
@@ -545,3 +454,37 @@ def stnet_2s(**overrides) -> STNet:
 @register_model()
 def stnet_3s(**overrides) -> STNet:
     return _build("stnet_3s", **overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# Ablation only: STC structures A-D (Fig. 7, Eq. 8, Table VIII)
+# --------------------------------------------------------------------------------------------
+class AblationStairCell(StairCell):
+    """STC with structure A-D: every atrous branch reads the cell input (Eq. 8 A-C: cost T). C sums
+    each branch into the next before the concat; D adds a second row of atrous convs on the first
+    row's concat, summed in (7/4 T). Only for reproducing the paper's ablation."""
+
+    def __init__(self, channels: int, cfg: STNetConfig) -> None:
+        if cfg.stc_structure not in ("A", "B", "C", "D"):
+            raise ValueError(f"AblationStairCell is for structures A-D, got {cfg.stc_structure!r}")
+        super().__init__(channels, cfg)
+        self.structure = cfg.stc_structure
+        outs = stc_channels(channels, cfg.stc_branches, cfg.stc_structure, cfg.halve_channels)
+        self.second_row = nn.ModuleList()
+        if self.structure == "D":
+            for i, c in enumerate(outs[1:], start=1):
+                self.second_row.append(sep_conv(sum(outs), c, dilation=i + 1))
+
+    def _build_branches(self, channels: int, outs: list[int]) -> nn.ModuleList:
+        return nn.ModuleList(sep_conv(channels, c, dilation=i + 1) for i, c in enumerate(outs))
+
+    def features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        feats = [b(y) for b in self.branches]
+        if self.structure == "C":  # hierarchical sum across branches before concat
+            for i in range(1, len(feats)):
+                feats[i] = feats[i] + feats[i - 1][:, : feats[i].shape[1]]
+        elif self.structure == "D":
+            first = torch.cat(feats, 1)
+            for i, b in enumerate(self.second_row, start=1):
+                feats[i] = feats[i] + b(first)
+        return feats

@@ -1,17 +1,25 @@
-"""Synthetic COCO-format keypoint ground truth and top-down predictions of a chosen size.
+"""Synthetic COCO-format data for tests and benchmarks (no dataset needed).
 
-Used by the tests (no dataset needed) and by ``benchmarks/eval_speed.py``, which sizes them like
-the COCO val2017 detector-box protocol (5,000 images, 6,352 persons with keypoints, ~104k boxes).
-The poses are a crude upright template, enough for OKS matching to behave as on real data: true
-positives near their GT, duplicates that OKS-NMS removes, and background false positives.
+* :func:`make_synthetic_coco` writes a tiny keypoint dataset to disk (coloured dots on noise,
+  images + annotations.json) for training smoke runs (tests, ``benchmarks/train_speed.py``).
+* :func:`synthetic_coco_gt` / :func:`synthetic_predictions` / :func:`gt_as_predictions` build COCO
+  keypoint ground truth and top-down predictions in memory, of any size;
+  ``benchmarks/eval_speed.py`` sizes them like the COCO val2017 detector-box protocol (5,000
+  images, 6,352 persons with keypoints, ~104k boxes). The poses are a crude upright template,
+  enough for OKS matching to behave as on real data: true positives near their GT, duplicates
+  that OKS-NMS removes, and background false positives.
+
+Benchmarks import this file by putting ``tests/`` on ``sys.path``.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["synthetic_coco_gt", "synthetic_predictions", "gt_as_predictions"]
+__all__ = ["make_synthetic_coco", "synthetic_coco_gt", "synthetic_predictions", "gt_as_predictions"]
 
 # Upright person in box-normalised (x, y), COCO-17 order (nose, eyes, ears, shoulders, elbows,
 # wrists, hips, knees, ankles; left before right).
@@ -118,7 +126,8 @@ def synthetic_predictions(gt: dict[str, Any], num_boxes: int, *, seed: int = 0,
     fx = rng.uniform(0, 600, n_fp)
     fy = rng.uniform(0, 440, n_fp)
     fbox = np.stack([fx, fy, fw, fh], 1)
-    fkp = fbox[:, None, :2] + _template(k, rng)[None] * fbox[:, None, 2:] + rng.normal(0, 0.1, (n_fp, k, 2)) * fbox[:, None, 2:]
+    fkp = (fbox[:, None, :2] + _template(k, rng)[None] * fbox[:, None, 2:]
+           + rng.normal(0, 0.1, (n_fp, k, 2)) * fbox[:, None, 2:])
     out = {
         "image_ids": np.concatenate([base["image_ids"][src], fp_img]),
         "keypoints": np.concatenate([kp, fkp]),
@@ -129,3 +138,40 @@ def synthetic_predictions(gt: dict[str, Any], num_boxes: int, *, seed: int = 0,
     out["areas"] = out["boxes"][:, 2] * out["boxes"][:, 3]
     perm = rng.permutation(num_boxes)
     return {key: v[perm] for key, v in out.items()}
+
+
+def make_synthetic_coco(root: str | Path, num_images: int = 8, image_size: tuple[int, int] = (96, 96),
+                        seed: int = 0) -> Path:
+    """Write ``root/images/*.png`` and ``root/annotations.json`` (one person per image, coco17
+    skeleton, every joint labelled and drawn as a dot of its own colour); returns the json path."""
+    import cv2
+
+    from stnet.data.skeletons import get_skeleton
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    skel = get_skeleton("coco17")
+    k = skel.num_keypoints
+    rng = np.random.default_rng(seed)
+    colors = (np.stack(np.meshgrid([40, 140, 240], [40, 140, 240], [40, 240]), -1).reshape(-1, 3))[:k]
+    h, w = image_size
+    images, anns = [], []
+    for i in range(num_images):
+        img = rng.integers(0, 60, size=(h, w, 3), dtype=np.uint8)
+        bw, bh = rng.uniform(0.4, 0.7) * w, rng.uniform(0.6, 0.85) * h
+        x0, y0 = rng.uniform(2, w - bw - 2), rng.uniform(2, h - bh - 2)
+        kps = np.stack([x0 + rng.uniform(0.1, 0.9, k) * bw, y0 + rng.uniform(0.05, 0.95, k) * bh], -1)
+        for j, (x, y) in enumerate(kps):
+            cv2.circle(img, (int(round(x)), int(round(y))), 2, tuple(int(c) for c in colors[j]), -1)
+        name = f"{i:06d}.png"
+        cv2.imwrite(str(root / "images" / name), img[:, :, ::-1])
+        images.append({"id": i + 1, "file_name": name, "height": h, "width": w})
+        flat = np.concatenate([kps, np.full((k, 1), 2.0)], 1).reshape(-1)
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                     "bbox": [float(x0), float(y0), float(bw), float(bh)], "area": float(bw * bh),
+                     "num_keypoints": k, "keypoints": [round(float(v), 2) for v in flat]})
+    cats = [{"id": 1, "name": "person", "supercategory": "person",
+             "keypoints": list(skel.keypoint_names), "skeleton": []}]
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path

@@ -1,0 +1,79 @@
+"""onnxruntime backend: an exported heatmap ``.onnx`` file (see :mod:`stnet.export`), or a network
+exported to a temporary file on the fly."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from stnet.export import export_onnx, ort_session
+
+__all__ = ["OnnxRuntimeBackend"]
+
+
+class OnnxRuntimeBackend:
+    """Runs an ONNX heatmap model (see :class:`stnet.backends.Backend`). ``input_size`` is the
+    graph's when its height and width are fixed, else the one given. ``num_joints`` (from the
+    output shape, None when dynamic) and ``metadata`` (the ``stnet`` entry that ``stnet export``
+    writes, {} when absent) describe the file."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, input_size: Sequence[int] | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model {path} not found")
+        providers = ["CPUExecutionProvider"]
+        if torch.device(device).type == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+        self.path = path
+        self.session = ort_session(path, providers=providers)
+        self._input = self.session.get_inputs()[0]
+        h, w = self._input.shape[2], self._input.shape[3]
+        if isinstance(h, int) and isinstance(w, int) and input_size is None:
+            self.input_size = (h, w)
+        else:
+            self.input_size = tuple(int(v) for v in (input_size or (256, 192)))  # type: ignore[assignment]
+        k = self.session.get_outputs()[0].shape[1]
+        self.num_joints: int | None = k if isinstance(k, int) else None
+        self.metadata = _read_metadata(path)
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def from_network(cls, network: nn.Module, input_size: tuple[int, int],
+                     device: str | torch.device = "cpu") -> OnnxRuntimeBackend:
+        """Export ``network`` (BatchNorm folded) to a temporary file, kept while the backend lives."""
+        tmpdir = tempfile.TemporaryDirectory(prefix="stnet_ort_")
+        path = export_onnx(network.eval(), Path(tmpdir.name) / "model.onnx", input_size)
+        backend = cls(path, input_size, device)
+        backend._tmpdir = tmpdir
+        return backend
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run(None, {self._input.name: x})[0]
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeBackend({str(self.path)!r}, input_size={self.input_size})"
+
+
+def _read_metadata(path: Path) -> dict:
+    try:
+        import onnx
+
+        for p in onnx.load(str(path), load_external_data=False).metadata_props:
+            if p.key == "stnet":
+                return json.loads(p.value)
+    except Exception:  # noqa: BLE001 - metadata is optional
+        pass
+    return {}

@@ -1,0 +1,63 @@
+"""The model and the datasets of a :class:`~stnet.engine.config.TrainConfig`."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch.nn as nn
+
+from stnet.data.build import build_dataset, build_skeleton, load_records
+from stnet.data.config import DataConfig
+from stnet.hub import load_state, model_state, resolve_weights
+from stnet.models import create_model
+
+from .config import TrainConfig, resolve_data_path
+
+__all__ = ["build_model", "build_datasets"]
+
+
+def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
+    """``create_model(cfg.model.name, **overrides)`` with num_joints / input_size from the data;
+    with ``model.weights`` (a checkpoint or a shipped name) every tensor of matching shape is
+    initialised from those weights (their EMA when present); the others keep their init."""
+    over = {"num_joints": num_joints, "input_size": tuple(cfg.input_size), **cfg.model.overrides}
+    model = create_model(cfg.model.name, **over)
+    if cfg.model.weights:
+        src = model_state(load_state(resolve_weights(cfg.model.weights)))
+        own = model.state_dict()
+        fit = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(own) - set(fit))
+        model.load_state_dict(fit, strict=False)
+        kept = ""
+        if skipped:
+            kept = (f"; kept the new init for {len(skipped)} ({', '.join(skipped[:4])}"
+                    f"{', ...' if len(skipped) > 4 else ''})")
+        print(f"model.weights: initialised {len(fit)}/{len(own)} tensors from {cfg.model.weights}{kept}", flush=True)
+    return model
+
+
+def _resolved(cfg: TrainConfig, dc: DataConfig) -> DataConfig:
+    return dataclasses.replace(dc, ann_file=resolve_data_path(cfg, dc.ann_file) or "",
+                               image_dir=resolve_data_path(cfg, dc.image_dir) or "",
+                               det_file=resolve_data_path(cfg, dc.det_file),
+                               skeleton_meta=resolve_data_path(cfg, dc.skeleton_meta))
+
+
+def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) -> tuple[Any, Any]:
+    """(train_dataset, val_dataset) with paths resolved against the data root and the
+    ``runtime.limit_*`` subsets applied (first N records, deterministic)."""
+    out = []
+    for want, dc, limit, is_train in ((train, cfg.train, cfg.runtime.limit_train, True),
+                                      (val, cfg.val, cfg.runtime.limit_val, False)):
+        if not want:
+            out.append(None)
+            continue
+        dc = _resolved(cfg, dc)
+        records = load_records(dc, build_skeleton(dc))
+        if limit is not None:
+            records = records[: int(limit)]
+        ds = build_dataset(dc, train=is_train, records=records)
+        if not is_train and cfg.eval.test_scales != (1.0,):
+            ds.test_scales = cfg.eval.test_scales
+        out.append(ds)
+    return out[0], out[1]

@@ -1,0 +1,137 @@
+"""Validation: predict heatmaps, decode, map to image pixels, score with the task's evaluator.
+
+    evaluate             one pass over a loader (optional flip test and multi-scale testing),
+                         metrics reduced across ranks by the evaluator itself
+    build_evaluator      COCO AP / MPII PCKh / PCK, as ``eval.metric`` says
+    evaluate_checkpoint  ``stnet eval``: a checkpoint on the recipe's validation split
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from stnet.codecs import flip_test
+from stnet.data.build import build_dataloader
+from stnet.data.dataset import align_multiscale_heatmaps
+from stnet.data.transforms import crop_to_image
+from stnet.evaluation import CocoEvaluator, Evaluator, MPIIEvaluator, PCKEvaluator
+from stnet.hub import CheckpointError, load_state, model_state
+from stnet.models import last_stage
+
+from .amp import AmpSettings, amp_settings, autocast
+from .build import build_datasets, build_model
+from .config import TrainConfig, resolve_data_path
+from .distributed import cleanup_distributed, setup_distributed
+from .logger import Progress
+
+__all__ = ["predict_heatmaps", "metric_key", "build_evaluator", "evaluate", "evaluate_checkpoint"]
+
+NO_AMP: AmpSettings = (False, torch.float32, False)
+
+
+@torch.no_grad()
+def predict_heatmaps(model: nn.Module, images: torch.Tensor, *, flip_index: Any = None,
+                     unbiased: bool = True) -> torch.Tensor:
+    """Heatmaps of the last stage, averaged with the flipped image's when ``flip_index`` is given."""
+    if flip_index is not None:
+        return flip_test(model, images, flip_index, unbiased=unbiased)
+    return last_stage(model(images))
+
+
+def metric_key(cfg: TrainConfig) -> tuple[str, str]:
+    """(evaluator kind, name of the metric that picks the best checkpoint)."""
+    kind = cfg.eval.metric
+    if kind == "auto":
+        kind = {"coco": "coco", "lsp": "pck", "cache": "pck",
+                "mpii": "pckh" if cfg.eval.mpii_gt_valid else "pck"}[cfg.val.kind]
+    if kind == "coco":
+        return "coco", "AP"
+    if kind == "pckh":
+        return "pckh", "Mean"
+    return "pck", f"PCK@{cfg.eval.pck_threshold:g}"
+
+
+def build_evaluator(cfg: TrainConfig, dataset: Any, *, output_dir: str | Path | None,
+                    print_fn: Callable[[str], None] | None) -> Evaluator:
+    kind, _ = metric_key(cfg)
+    names = dataset.skeleton.keypoint_names
+    if kind == "coco":
+        det = cfg.val.det_file
+        return CocoEvaluator(resolve_data_path(cfg, cfg.val.ann_file),
+                             box_source=f"detections: {Path(det).name}" if det else "ground-truth boxes",
+                             output_dir=output_dir, print_fn=print_fn, name=cfg.name)
+    if kind == "pckh":
+        return MPIIEvaluator(resolve_data_path(cfg, cfg.eval.mpii_gt_valid), output_dir=output_dir,
+                             print_fn=print_fn, name=cfg.name)
+    return PCKEvaluator(joint_names=names, threshold=cfg.eval.pck_threshold, normalize=cfg.eval.pck_normalize,
+                        output_dir=output_dir, print_fn=print_fn, name=cfg.name)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, evaluator: Evaluator, *, device: torch.device,
+             flip: bool = True, amp: AmpSettings = NO_AMP, show: bool = False,
+             channels_last: bool = False) -> dict[str, float]:
+    """Predict every sample of ``loader``, decode, map to image pixels, feed ``evaluator`` everything
+    a batch holds (it reads what its protocol needs); returns its metrics (identical on every rank:
+    the evaluators gather and score on rank 0)."""
+    dataset = loader.dataset
+    codec = dataset.codec
+    flip_index = dataset.skeleton.flip_index if flip else None
+    model.eval()
+    evaluator.reset()
+    total = len(loader)
+    for batch in Progress(loader, total, "eval", enabled=show, log_interval=max(total // 4, 1)):
+        images = batch["image"].to(device, non_blocking=True)
+        scales = None
+        if images.dim() == 5:  # multi-scale testing: (B, S, 3, H, W)
+            scales = dataset.test_scales
+            b, n = images.shape[:2]
+            images = images.flatten(0, 1)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            heat = predict_heatmaps(model, images, flip_index=flip_index, unbiased=codec.unbiased)
+        if scales is not None:
+            heat = align_multiscale_heatmaps(heat.float().unflatten(0, (b, n)), scales)
+        kps_crop, scores = codec.decode(heat.float().cpu().numpy())
+        center = batch["center"].numpy()
+        scale = batch["scale"].numpy()
+        kps = crop_to_image(np.asarray(kps_crop), center, scale, dataset.input_size,
+                            rotation=batch["rotation"].numpy(), unbiased=codec.unbiased)
+        evaluator.process(kps, keypoint_scores=np.asarray(scores), image_ids=np.asarray(batch["image_id"]),
+                          indices=batch["index"].numpy(), boxes=batch["box"].numpy(),
+                          box_scores=batch["score"].numpy(), areas=scale[:, 0] * scale[:, 1],
+                          gt_keypoints=batch["keypoints_image"].numpy(),
+                          visible=batch["visibility_image"].numpy() > 0)
+    return evaluator.evaluate()
+
+
+def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, *, output_dir: str | Path,
+                        use_ema: bool = True) -> dict[str, float]:
+    """``stnet eval``: load weights (EMA when the checkpoint has them and ``use_ema``), evaluate the
+    val split, write metrics.json and raw predictions into ``output_dir``."""
+    info = setup_distributed(cfg.runtime.device)
+    try:
+        state = load_state(checkpoint)
+        _, val_ds = build_datasets(cfg, train=False)
+        loader = build_dataloader(val_ds, batch_size=cfg.runtime.val_batch_size or cfg.runtime.batch_size,
+                                  train=False, num_workers=cfg.runtime.workers, persistent_workers=False)
+        model = build_model(cfg, val_ds.skeleton.num_keypoints).to(info.device)
+        from_ema = bool(use_ema and state.get("ema"))
+        try:
+            model.load_state_dict(model_state(state, use_ema))
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {checkpoint} does not fit {cfg.model.name} "
+                                  f"({str(e).splitlines()[0]}...)") from None
+        info.say(f"evaluating {checkpoint} ({'EMA' if from_ema else 'model'} weights) on {len(val_ds)} persons")
+        evaluator = build_evaluator(cfg, val_ds, output_dir=output_dir if info.is_main else None,
+                                    print_fn=print if info.is_main else None)
+        return evaluate(model, loader, evaluator, device=info.device, flip=cfg.eval.flip_test,
+                        amp=amp_settings(cfg.runtime.amp, info.device), show=info.is_main)
+    finally:
+        cleanup_distributed()

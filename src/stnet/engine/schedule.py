@@ -1,0 +1,76 @@
+"""Optimiser, per-iteration learning-rate schedule, and the epoch plan a time budget sets."""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn as nn
+
+from .config import TrainConfig
+
+__all__ = ["EpochPlan", "build_optimizer", "build_scheduler"]
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), eps=o.eps)
+
+
+class EpochPlan:
+    """How many epochs the LR schedule spans. Fixed at ``schedule.epochs``, or, with
+    ``schedule.time_budget_min``, re-planned after every epoch from the measured epoch time so that
+    the run (validation included) ends within the budget."""
+
+    def __init__(self, cfg: TrainConfig, epochs: int | None = None, elapsed_s: float = 0.0) -> None:
+        s = cfg.schedule
+        self.max_epochs = s.epochs
+        self.budget_s = float(s.time_budget_min) * 60.0 if s.time_budget_min else None
+        self.epochs = int(epochs) if epochs else s.epochs
+        self.elapsed_before = float(elapsed_s)  # wall clock of earlier sessions of this run
+        self.started = time.perf_counter()
+        self.epoch_times: list[float] = []
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def deadline(self, reserve_s: float) -> float | None:
+        """``perf_counter`` time at which training must stop to leave ``reserve_s`` for validation
+        and saving; None without a budget."""
+        if self.budget_s is None:
+            return None
+        return self.started + self.budget_s - self.elapsed_before - reserve_s
+
+    def replan(self, epochs_done: int, epoch_s: float) -> None:
+        self.epoch_times.append(epoch_s)
+        if self.budget_s is None:
+            return
+        per_epoch = sum(self.epoch_times[-5:]) / len(self.epoch_times[-5:])
+        more = int(max(self.budget_s - self.elapsed_s, 0.0) // max(per_epoch, 1e-9))
+        self.epochs = max(epochs_done, min(self.max_epochs, epochs_done + more))
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int,
+                    plan: EpochPlan | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration LR factor: linear warm-up x decay (``gamma ** milestones passed``, or cosine /
+    linear to ``min_lr_ratio`` over the plan's epochs)."""
+    s = cfg.schedule
+    plan = plan or EpochPlan(cfg)
+    milestones = sorted(s.milestones)
+    ipe = max(iters_per_epoch, 1)
+
+    def factor(it: int) -> float:
+        if s.decay == "step":
+            stretch = plan.epochs / s.epochs  # milestones move with a budget's plan
+            f = s.gamma ** sum(it // ipe >= round(m * stretch) for m in milestones)
+        else:
+            t = min(it / (plan.epochs * ipe), 1.0)
+            shape = 0.5 * (1.0 + math.cos(math.pi * t)) if s.decay == "cosine" else 1.0 - t
+            f = s.min_lr_ratio + (1.0 - s.min_lr_ratio) * shape
+        if s.warmup_iters and it < s.warmup_iters:
+            f *= s.warmup_ratio + (1.0 - s.warmup_ratio) * it / s.warmup_iters
+        return f
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,119 @@
+"""Blocks shared by STNet and HRNet: conv-BN(-ReLU), squeeze-excitation, the bottleneck of the
+stem / layer1, and HRNet's multi-scale fusion.
+
+Conv -> BN (-> ReLU) sit inside ``nn.Sequential`` so BatchNorm folds into the conv at inference
+(:mod:`stnet.models.fuse`); the parameter/GFLOPs counts do not depend on this ordering.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["BN_MOMENTUM", "conv_bn", "SqueezeExcite", "Bottleneck", "MultiScaleFusion", "fusion_layers",
+           "fuse_branches", "resize"]
+
+BN_MOMENTUM = 0.1
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True, groups: int = 1) -> nn.Sequential:
+    """``k x k`` conv (no bias, "same" padding) -> BatchNorm (-> ReLU when ``act``)."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout, momentum=BN_MOMENTUM)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention: global average pool -> 1x1 (/ ``reduction``) -> ReLU -> 1x1 -> sigmoid gate."""
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s), inplace=True)))
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 (x4 expansion) (-> squeeze-excitation when ``se_reduction``), projection
+    shortcut when the width changes, ReLU after the sum (HRNet's layer1; STNet adds the SE)."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, se_reduction: int = 0) -> None:
+        super().__init__()
+        cout = planes * self.expansion
+        self.body = nn.Sequential(conv_bn(cin, planes, 1), conv_bn(planes, planes, 3),
+                                  conv_bn(planes, cout, 1, act=False))
+        self.se = SqueezeExcite(cout, se_reduction) if se_reduction else nn.Identity()
+        self.shortcut = conv_bn(cin, cout, 1, act=False) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.se(self.body(x)) + self.shortcut(x))
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-scale fusion (HRNet's exchange unit, also STNet's, Sec. III-B)
+# --------------------------------------------------------------------------------------------
+def fusion_layers(widths: Sequence[int], num_out: int) -> nn.ModuleList:
+    """Row ``i`` (one per output branch) holds, for every input branch ``j``: identity (``j == i``),
+    a 1x1 conv-BN to the target width (``j > i``, lower resolution, upsampled in
+    :func:`fuse_branches`), or ``i - j`` stride-2 3x3 conv-BNs, ReLU on all but the last (``j < i``)."""
+    rows = nn.ModuleList()
+    for i in range(num_out):
+        row = nn.ModuleList()
+        for j in range(len(widths)):
+            if j == i:
+                row.append(nn.Identity())
+            elif j > i:
+                row.append(conv_bn(widths[j], widths[i], 1, act=False))
+            else:
+                steps = [conv_bn(widths[j], widths[j], 3, 2) for _ in range(i - j - 1)]
+                steps.append(conv_bn(widths[j], widths[i], 3, 2, act=False))
+                row.append(nn.Sequential(*steps))
+        rows.append(row)
+    return rows
+
+
+def fuse_branches(rows: nn.ModuleList, xs: list[torch.Tensor], upsample_mode: str) -> list[torch.Tensor]:
+    """Every output branch ``i`` = ReLU(sum over inputs ``j`` of ``rows[i][j](xs[j])``, resampled to
+    branch ``i``'s resolution)."""
+    outs = []
+    for i, row in enumerate(rows):
+        acc = xs[i]
+        for j, layer in enumerate(row):
+            if j == i:
+                continue
+            y = layer(xs[j])
+            if j > i:
+                y = resize(y, xs[i].shape[-2:], upsample_mode)
+            acc = acc + y
+        outs.append(F.relu(acc))
+    return outs
+
+
+def resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """``x`` resampled to ``size`` (H, W): ``"nearest"`` or ``"bilinear"`` (align_corners=False)."""
+    if mode == "nearest":
+        return F.interpolate(x, size=tuple(size), mode="nearest")
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class MultiScaleFusion(nn.Module):
+    """Every one of the first ``num_out`` branches sums all input branches, resampled to its
+    resolution (:func:`fusion_layers` / :func:`fuse_branches`)."""
+
+    def __init__(self, widths: Sequence[int], num_out: int, upsample_mode: str) -> None:
+        super().__init__()
+        self.mode = upsample_mode
+        self.layers = fusion_layers(widths, num_out)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return fuse_branches(self.layers, xs, self.mode)
