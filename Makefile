@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - install, then estimate poses on the bundled photo with the shipped weights
 #   make test   - install, then run the default test suite (CPU, ~minutes)
+#   make lint   - ruff (lint) on src, tests and benchmarks, mypy on the package
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .install.stamp
 
-.PHONY: install demo test test-all bench report clean
+.PHONY: install demo test test-all lint bench report clean
 
 # The CPU build of torch is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -23,6 +24,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PYTHON) -m pytest -q -m "slow or not slow"
+
+# Formatting (ruff format) is configured in pyproject.toml but not checked here yet.
+lint: $(STAMP)
+	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m mypy src/stnet
 
 report: $(STAMP)
 	$(PYTHON) benchmarks/paper_fidelity.py

@@ -259,3 +259,50 @@ def test_one_euro_smooths():
     t = Tracker(smooth=True)
     res = [t.update([_person([0, 0, 50, 100], kp=x.astype(np.float32))])[0] for x in noisy]
     assert np.std([r.keypoints for r in res[20:]]) < 0.5 * noisy[20:].std()
+
+
+# ------------------------------------------------------------------------------------ backends
+class ConstantBackend:
+    """A backend object as another runtime would provide it: heatmaps with one peak per joint."""
+
+    name = "constant"
+    input_size = SIZE
+
+    def __init__(self, peak: float) -> None:
+        self.peak, self.calls = peak, 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        assert batch.dtype == np.float32 and batch.shape[1:] == (3, *SIZE)
+        self.calls += 1
+        hm = np.zeros((len(batch), 17, SIZE[0] // 4, SIZE[1] // 4), np.float32)
+        hm[:, :, 16, 12] = self.peak
+        return hm
+
+
+def test_custom_backend_object_and_the_person_score_rule(net, image):
+    from stnet.backends import Backend, build_backend
+
+    backend = ConstantBackend(peak=0.9)
+    assert isinstance(backend, Backend) and isinstance(build_backend("torch", net, SIZE), Backend)
+    est = PoseEstimator(net, backend=backend, skeleton="coco17", max_batch=1)
+    res = est(image, boxes=[[20, 10, 80, 150, 0.5], [100, 20, 60, 120]])
+    assert backend.calls == 2 and est.backend is backend and "constant" in repr(est)
+    np.testing.assert_allclose([r.score for r in res], [0.45, 0.9], atol=1e-3)  # box score x mean kept score
+    low = PoseEstimator(net, backend=ConstantBackend(peak=0.1), skeleton="coco17")
+    assert low(image, boxes=[[20, 10, 80, 150, 0.5]])[0].score == 0.0  # no joint above 0.2: 0 (HRNet / mmpose)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        PoseEstimator(net, backend="tensorrt", skeleton="coco17")
+
+
+def test_resolve_model_is_the_one_factory(net, tmp_path):
+    from stnet.inference import ModelRef, resolve_model
+
+    ref = resolve_model("stnet_1s", input_size=SIZE)
+    assert isinstance(ref, ModelRef) and ref.untrained and ref.input_size == SIZE and ref.name == "stnet_1s"
+    assert resolve_model(ref) is ref
+    with pytest.raises(ValueError, match="cannot change a resolved"):
+        resolve_model(ref, skeleton="coco17")
+    ck = checkpoint(net, tmp_path / "best.pt")
+    assert resolve_model(tmp_path).source == str(ck) and not resolve_model(ck).untrained
+    with pytest.raises(ValueError, match="registered model name"):
+        resolve_model(ck, weights=ck)

@@ -135,3 +135,10 @@ def test_predict_real_coco_image(data_root, tmp_path, capsys):
     assert png is not None and png.shape[:2] == (427, 640)
     res = json.loads((out / "predictions.json").read_text())
     assert len(res["000000433998.jpg"]) >= 1
+
+
+def test_flush_every_flag():
+    from stnet.cli import build_parser
+
+    assert build_parser().parse_args(["predict", "x.jpg"]).flush_every == 20
+    assert build_parser().parse_args(["predict", "x.jpg", "--flush-every", "5"]).flush_every == 5

@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> None:
                 fan_in = m.weight[0].numel()
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / fan_in) ** 0.5)
             elif isinstance(m, torch.nn.BatchNorm2d):
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
@@ -72,9 +73,9 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
         cl = {b: x.to(memory_format=torch.channels_last) for b, x in inputs.items()}
         diffs["eager_optimized"] = float((optimized(cl[batches[0]]) - ref).abs().max())
     for b in batches:
-        runners[(name, "eager", b)] = (lambda m=model, x=inputs[b]: m(x))
-        runners[(name, "eager_folded", b)] = (lambda m=folded, x=inputs[b]: m(x))
-        runners[(name, "eager_optimized", b)] = (lambda m=optimized, x=cl[b]: m(x))
+        runners[(name, "eager", b)] = functools.partial(model, inputs[b])
+        runners[(name, "eager_folded", b)] = functools.partial(folded, inputs[b])
+        runners[(name, "eager_optimized", b)] = functools.partial(optimized, cl[b])
     if cuda:
         import copy
 
@@ -91,8 +92,8 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
             return run
 
         for b in batches:
-            runners[(name, "cuda_eager", b)] = sync(lambda m=gm, x=gin[b]: m(x))
-            runners[(name, "cuda_folded", b)] = sync(lambda m=gf, x=gin[b]: m(x))
+            runners[(name, "cuda_eager", b)] = sync(functools.partial(gm, gin[b]))
+            runners[(name, "cuda_folded", b)] = sync(functools.partial(gf, gin[b]))
     try:
         import onnxruntime as ort
 
@@ -112,19 +113,20 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
                      "max_abs_heatmap": scale}
 
 
-def run_benchmark(models: list[str] = ("stnet_1s", "hrnet_w32"), batches: list[int] = (1, 8, 32),
+def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Sequence[int] = (1, 8, 32),
                   size: tuple[int, int] = (256, 192), rounds: int = 10, warmup: int = 2, threads: int = 2,
                   cuda: bool | None = None, print_fn: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Time every (model, backend, batch); returns the result dict written by :func:`write_results`."""
     models, batches = list(models), list(batches)
+    size = (int(size[0]), int(size[1]))
     torch.set_num_threads(threads)
     cuda = torch.cuda.is_available() if cuda is None else cuda
     runners: dict[tuple, Callable] = {}
     info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
-            r, info[name] = make_runners(name, tuple(size), batches, threads, Path(tmp), cuda=cuda)
-            runners.update(r)
+            model_runners, info[name] = make_runners(name, size, batches, threads, Path(tmp), cuda=cuda)
+            runners.update(model_runners)
         times: dict[tuple, list[float]] = {k: [] for k in runners}
         with torch.inference_mode():
             for fn in runners.values():
@@ -143,7 +145,7 @@ def run_benchmark(models: list[str] = ("stnet_1s", "hrnet_w32"), batches: list[i
         med = statistics.median(ts)
         rows.append({"model": name, "backend": backend, "batch": b, "median_ms": round(med * 1e3, 2),
                      "ms_per_image": round(med * 1e3 / b, 2), "img_per_s": round(b / med, 1)})
-    ratios = {}
+    ratios: dict[str, float] = {}
     if len(models) >= 2:
         base = models[1]
         for r in rows:
@@ -171,7 +173,7 @@ def run_benchmark(models: list[str] = ("stnet_1s", "hrnet_w32"), batches: list[i
 def format_table(result: dict[str, Any]) -> str:
     size, info, rows = result["input_size"], result["models"], result["rows"]
     models = result.get("models_order") or list(info)
-    ratios = next((v for k, v in result.items() if k.startswith("ratio_")), {})
+    ratios: dict[str, float] = next((v for k, v in result.items() if k.startswith("ratio_")), {})
     lines = [f"# Inference speed ({size[0]}x{size[1]}, {result['threads']} CPU threads, median of "
              f"{result['rounds']} interleaved rounds)", "",
              f"torch {result['torch']}, onnxruntime {result.get('onnxruntime', '-')}, {result['cpu_count']} CPUs"

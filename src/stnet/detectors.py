@@ -165,7 +165,7 @@ class HOGDetector:
                               "removed cv2.HOGDescriptor): install opencv-python(-headless)<5, or use whole-image "
                               "boxes, --boxes, or your own detector (CallableDetector)")
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"HOGDetector(max_side={self.max_side}, min_score={self.min_score})"

@@ -59,6 +59,10 @@ class DecodeHead(nn.Module):
     ``affine`` ``(B, 2, 3)`` crop->image matrix is given) and scores ``(B, K)``. Traceable and
     ONNX-exportable (no data-dependent control flow); see the module docstring."""
 
+    ratio: torch.Tensor
+    gx: torch.Tensor
+    gy: torch.Tensor
+
     def __init__(self, num_joints: int, input_size: Sequence[int], heatmap_size: Sequence[int] | None = None,
                  blur_kernel_size: int = 11, unbiased: bool = True, refine: bool = True, eps: float = 1e-10) -> None:
         super().__init__()
@@ -198,7 +202,8 @@ def export_estimator(est: PoseEstimator, path: str | os.PathLike, *, opset: int 
             "input_size": list(est.input_size), "normalize": "ImageNet mean/std on RGB 0..255",
             "codec": est.codec_config.kind, "decode": decode, "with_affine": bool(with_affine),
             "untrained": est.untrained, "source": est.source}
-    return export_onnx(est.network, path, est.input_size, opset=opset, decode=decode, with_affine=with_affine,
+    h, w = est.input_size
+    return export_onnx(est.network, path, (h, w), opset=opset, decode=decode, with_affine=with_affine,
                        unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
 
 

@@ -160,7 +160,7 @@ def resolve_model(ref: str | os.PathLike | nn.Module | ModelRef, weights: str | 
     an exported heatmap ``.onnx`` file; or the name of shipped weights. ``skeleton``,
     ``input_size`` and ``codec`` override what the weights say; a skeleton that contradicts a
     checkpoint's raises. EMA weights are used when a checkpoint has them and ``use_ema``."""
-    size = tuple(int(v) for v in input_size) if input_size is not None else None
+    size = _tuple(input_size)
     if isinstance(ref, ModelRef):
         given = {"weights": weights, "model": model, "skeleton": skeleton, "input_size": input_size,
                  "codec": codec, "model_overrides": model_overrides}
@@ -297,10 +297,10 @@ class PoseEstimator:
                             model_overrides=model_overrides)
         if backend is None:
             backend = "onnxruntime" if ref.network is None else "torch"
-        if isinstance(backend, str) and ref.network is None:  # an .onnx file: the graph may fix the size
-            backend = build_backend(backend, str(ref.onnx_path), ref.input_size, device)
-        elif isinstance(backend, str):
-            backend = build_backend(backend, ref.network, ref.input_size or (256, 192), device)
+        if isinstance(backend, str):
+            backend = (build_backend(backend, ref.network, ref.input_size or (256, 192), device)
+                       if ref.network is not None else  # an .onnx file: the graph may fix the size
+                       build_backend(backend, str(ref.onnx_path), ref.input_size, device))
         self.network: nn.Module | None = ref.network.eval() if ref.network is not None else None  # for export
         self.backend: Backend = backend
         self.model_name, self.source, self.untrained = ref.name, ref.source, ref.untrained
@@ -408,8 +408,9 @@ class PoseEstimator:
         img_kp = np.einsum("nij,nkj->nki", inv[..., :2], kp) + inv[:, None, :, 2]
         sc = np.asarray(sc, np.float32)
         person = rescore(b[:, 4], sc)
-        return [PoseResult(img_kp[i].astype(np.float32), sc[i], tuple(float(v) for v in b[i, :4]), float(person[i]),
-                           self.skeleton.name) for i in range(len(b))]
+        boxes = [(float(x), float(y), float(w), float(h)) for x, y, w, h in b[:, :4]]
+        return [PoseResult(img_kp[i].astype(np.float32), sc[i], boxes[i], float(person[i]), self.skeleton.name)
+                for i in range(len(b))]
 
     predict = __call__
 

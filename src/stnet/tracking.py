@@ -54,7 +54,7 @@ class OneEuroFilter:
         dt = t - self.t
         dx = (x - self.x) / dt
         a_d = self._alpha(self.d_cutoff, dt)
-        self.dx = a_d * dx + (1 - a_d) * self.dx
+        self.dx = a_d * dx + (1 - a_d) * self.dx  # type: ignore[operator]  # set with x above
         cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
         a = self._alpha(cutoff, dt)
         self.x = a * x + (1 - a) * self.x
@@ -98,7 +98,7 @@ class Tracker:
 
     def _sim(self, track: _Track, person) -> float:
         if self.metric == "iou":
-            return box_iou(track.box, person.box)
+            return box_iou(track.box, person.box)  # type: ignore[arg-type]  # any (4,) sequence
         sig = self.sigmas if self.sigmas is not None else np.full(len(person.keypoints), 0.05)
         return oks(track.keypoints, person.keypoints, float(person.box[2] * person.box[3]), sig)
 

@@ -203,7 +203,7 @@ def _open_video(inp: str, kind: str, max_frames: int | None) -> tuple[Any, np.nd
 def _video_writer(path: Path, fps: float, frame: np.ndarray, print_fn) -> Any:
     """An mp4 writer for frames like ``frame``, or None (said once) when OpenCV cannot open one."""
     h, w = frame.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))  # type: ignore[attr-defined]
     if writer.isOpened():
         return writer
     print_fn("stnet predict: cannot open an mp4 writer; no overlay video will be written")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from .msra_heatmap import MSRAHeatmap
 from .udp_heatmap import UDPHeatmap
@@ -34,8 +34,8 @@ def build_codec(cfg: CodecConfig | None = None, input_size: Sequence[int] = (256
     s = int(cfg.heatmap_stride)
     if s < 1 or h % s or w % s:
         raise ValueError(f"input_size {(h, w)} is not divisible by heatmap_stride {s}")
-    common = dict(input_size=(h, w), heatmap_size=(h // s, w // s), sigma=cfg.sigma,
-                  blur_kernel_size=cfg.blur_kernel_size)
+    common: dict[str, Any] = dict(input_size=(h, w), heatmap_size=(h // s, w // s), sigma=cfg.sigma,
+                                  blur_kernel_size=cfg.blur_kernel_size)
     if cfg.kind == "udp":
         return UDPHeatmap(refine=cfg.refine or "dark", **common)
     if cfg.kind == "msra":

@@ -37,10 +37,10 @@ def flip_heatmaps_back(heatmaps: Any, flip_index: Sequence[int], *, shift: bool 
     hm = np.asarray(heatmaps)
     if hm.shape[-3] != len(idx):
         raise ValueError(f"heatmaps have {hm.shape[-3]} channels, flip_index {len(idx)}")
-    out = hm[..., idx, :, ::-1]
+    arr = hm[..., idx, :, ::-1]
     if shift:
-        out = np.concatenate([out[..., :1], out[..., :-1]], axis=-1)
-    return np.ascontiguousarray(out)
+        arr = np.concatenate([arr[..., :1], arr[..., :-1]], axis=-1)
+    return np.ascontiguousarray(arr)
 
 
 @torch.no_grad()

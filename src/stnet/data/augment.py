@@ -105,5 +105,5 @@ def color_jitter(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
         shift = int(round(rng.uniform(-cfg.hue, cfg.hue) * 180))  # OpenCV hue is 0..179
         hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
-        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)  # type: ignore[assignment]
     return out

@@ -157,9 +157,9 @@ def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = Tr
     elif train:
         g = torch.Generator()
         g.manual_seed(seed)
-        sampler = RandomSampler(dataset, generator=g)
+        sampler = RandomSampler(dataset, generator=g)  # type: ignore[arg-type]  # a sized dataset
     else:
-        sampler = SequentialSampler(dataset)
+        sampler = SequentialSampler(dataset)  # type: ignore[arg-type]
     if isinstance(dataset, TopDownDataset):
         sampler = EpochTaggedSampler(sampler)
     kwargs: dict[str, Any] = {}

@@ -117,7 +117,7 @@ def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str
         bbox = ann.get("bbox")
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {bbox!r}")
-        box = _clip_box(bbox, im.get("width"), im.get("height"))
+        box = _clip_box(list(bbox), im.get("width"), im.get("height"))
         if not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
             if on_bad_box == "skip":
                 bad_boxes += 1

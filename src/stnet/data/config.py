@@ -120,7 +120,8 @@ def config_from_dict(cls: type, values: Mapping[str, Any], where: str = "") -> A
     kwargs = {}
     types = {f.name: f for f in dataclasses.fields(cls)}
     for k, v in values.items():
-        default = types[k].default_factory() if types[k].default_factory is not dataclasses.MISSING else None
+        factory: Any = types[k].default_factory
+        default = factory() if factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default) and isinstance(v, Mapping):
             v = config_from_dict(type(default), v, f"{where}.{k}" if where else k)
         kwargs[k] = v

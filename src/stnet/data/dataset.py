@@ -227,7 +227,7 @@ class TopDownDataset(Dataset):
         vis = rec.visibility.astype(np.float32)
         if params.flip:
             crop = flip_image(crop)
-            kps, vis = flip_keypoints(kps, vis, self.input_size[1], self.skeleton.flip_index)
+            kps, vis = flip_keypoints(kps, vis, self.input_size[1], self.skeleton.flip_index)  # type: ignore[assignment]
         if self.augment is not None and self.augment.color_jitter_prob > 0:
             r = rng if rng is not None else self.rng_for(index)
             if r.random() < self.augment.color_jitter_prob:
@@ -279,7 +279,7 @@ def align_multiscale_heatmaps(heatmaps: torch.Tensor, scales: Sequence[float]) -
         if f != 1.0:
             theta = torch.tensor([[1.0 / f, 0.0, 0.0], [0.0, 1.0 / f, 0.0]], dtype=hm.dtype,
                                  device=hm.device).expand(b, 2, 3)
-            grid = torch.nn.functional.affine_grid(theta, (b, k, h, w), align_corners=True)
+            grid = torch.nn.functional.affine_grid(theta, [b, k, h, w], align_corners=True)
             hm = torch.nn.functional.grid_sample(hm, grid, mode="bilinear", padding_mode="zeros",
                                                  align_corners=True)
         out += hm

@@ -46,7 +46,7 @@ def _resolved(cfg: TrainConfig, dc: DataConfig) -> DataConfig:
 def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) -> tuple[Any, Any]:
     """(train_dataset, val_dataset) with paths resolved against the data root and the
     ``runtime.limit_*`` subsets applied (first N records, deterministic)."""
-    out = []
+    out: list[Any] = []
     for want, dc, limit, is_train in ((train, cfg.train, cfg.runtime.limit_train, True),
                                       (val, cfg.val, cfg.runtime.limit_val, False)):
         if not want:

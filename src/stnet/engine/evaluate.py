@@ -79,7 +79,7 @@ def evaluate(model: nn.Module, loader: DataLoader, evaluator: Evaluator, *, devi
     """Predict every sample of ``loader``, decode, map to image pixels, feed ``evaluator`` everything
     a batch holds (it reads what its protocol needs); returns its metrics (identical on every rank:
     the evaluators gather and score on rank 0)."""
-    dataset = loader.dataset
+    dataset: Any = loader.dataset  # a TopDownDataset
     codec = dataset.codec
     flip_index = dataset.skeleton.flip_index if flip else None
     model.eval()

@@ -1,16 +1,9 @@
-"""The training loop, readable top to bottom.
-
-    train_one_epoch  forward under autocast, weighted heatmap MSE, backward (GradScaler for fp16),
-                     optional grad clipping and EMA, LR step per iteration
-    train            the run: resume, build, then per epoch train / validate every
-                     ``val_interval`` epochs / save ``last.pt`` (and ``best.pt`` by the task
-                     metric) atomically / log ``metrics.jsonl``; ``curves.png`` at the end
-
-The parts live next door: :mod:`.distributed` (processes, devices, seeding), :mod:`.build` (model,
-datasets), :mod:`.losses`, :mod:`.ema`, :mod:`.schedule` (optimiser, LR, time budget), :mod:`.amp`,
-:mod:`.evaluate` (validation, ``stnet eval``), :mod:`.checkpoint`. Only rank 0 writes files. The
-same code runs on CPU, one GPU or under ``torchrun --nproc_per_node N`` (DDP: NCCL on GPU, gloo on
-CPU).
+"""The training loop, readable top to bottom: :func:`train_one_epoch` (forward under autocast,
+heatmap loss, backward, clipping, EMA, LR step per iteration) and :func:`train` (resume, build, then
+per epoch: train, validate every ``val_interval`` epochs, save ``last.pt`` / ``best.pt`` atomically,
+log; ``curves.png`` at the end). Parts live next door: :mod:`.distributed`, :mod:`.build`,
+:mod:`.losses`, :mod:`.ema`, :mod:`.schedule`, :mod:`.amp`, :mod:`.evaluate`, :mod:`.checkpoint`.
+Only rank 0 writes files; the same code runs on CPU, one GPU or under ``torchrun`` (DDP).
 """
 from __future__ import annotations
 
@@ -49,9 +42,6 @@ __all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "build_model"
            "evaluate_checkpoint", "metric_key"]
 
 
-# ----------------------------------------------------------------------------------------------
-# One epoch of training
-# ----------------------------------------------------------------------------------------------
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: HeatmapLoss,
                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
                     *, device: torch.device, epoch: int, amp: AmpSettings,
@@ -143,7 +133,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
     seed_everything(rt.seed, rt.deterministic)
     state, ckpt_path = _read_resume(cfg, info, resume)  # first, so a bad checkpoint fails before any work
     train_loader, val_loader, iters_per_epoch = _build_loaders(cfg, info)
-    run = _build_run(cfg, info, train_loader.dataset.skeleton.num_keypoints, iters_per_epoch, state)
+    train_ds: Any = train_loader.dataset
+    run = _build_run(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state)
     if state is not None:
         _restore(run, state)
         info.say(f"resumed from {ckpt_path}: epoch {run.start_epoch}, iteration {run.iteration}")
@@ -152,7 +143,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
         save_config(cfg, cfg.run_dir / "config.yaml")
     logger = RunLogger(cfg.run_dir if info.is_main else None, tensorboard=rt.tensorboard)
     info.say(f"run dir {cfg.run_dir} | {cfg.model.name} {cfg.input_size[0]}x{cfg.input_size[1]} | "
-             f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val persons | {info.world_size} "
+             f"{len(train_ds)} train / {len(val_loader.dataset)} val persons | {info.world_size} "  # type: ignore[arg-type]
              f"process(es) on {info.device} | batch {rt.batch_size}/device | "
              f"amp {run.amp[1] if run.amp[0] else 'off'}")
     if run.plan.budget_s is not None:
@@ -210,7 +201,7 @@ def _build_run(cfg: TrainConfig, info: DistInfo, num_joints: int, iters_per_epoc
     rt = cfg.runtime
     model = build_model(cfg, num_joints).to(info.device)
     if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if cfg.loss.intermediate_supervision:
         with torch.no_grad():
             probe = model.eval()(torch.zeros(1, 3, *cfg.input_size, device=info.device))
@@ -261,7 +252,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
                             intermediate_supervision=cfg.loss.intermediate_supervision,
                             max_iters=rt.max_iters_per_epoch, show=info.is_main, log_interval=rt.log_interval,
                             channels_last=rt.channels_last, deadline=plan.deadline(reserve))
-    run.iteration += stats["iters"]
+    run.iteration += int(stats["iters"])
     train_s = time.perf_counter() - t0
     if info.distributed:  # BN running stats are per rank; evaluate and save rank 0's everywhere
         broadcast_buffers(unwrap(run.model))
@@ -347,7 +338,7 @@ def _summary(cfg: TrainConfig, info: DistInfo, run: _Run) -> dict[str, Any]:
 def _set_epoch(loader: DataLoader, epoch: int, seed: int) -> None:
     """Make epoch ``epoch``'s order and augmentation a function of (seed, epoch) only, so a
     resumed run sees exactly the batches an uninterrupted one would."""
-    sampler = loader.sampler
+    sampler: Any = loader.sampler
     if isinstance(sampler, (DistributedSampler, EpochTaggedSampler)):
         sampler.set_epoch(epoch)
     if not isinstance(getattr(sampler, "sampler", sampler), DistributedSampler) \

@@ -34,13 +34,13 @@ def score_on_main(fn: Callable[[], dict[str, float]]) -> dict[str, float]:
 
 
 def concat_batches(batches: Sequence[dict[str, np.ndarray] | None]) -> dict[str, np.ndarray] | None:
-    batches = [b for b in batches if b is not None]
-    if not batches:
+    present = [b for b in batches if b is not None]
+    if not present:
         return None
-    keys = batches[0].keys()
-    if any(b.keys() != keys for b in batches):
+    keys = present[0].keys()
+    if any(b.keys() != keys for b in present):
         raise ValueError("evaluator: ranks/batches disagree on which fields (e.g. indices) were given")
-    return {k: np.concatenate([b[k] for b in batches]) for k in keys}
+    return {k: np.concatenate([b[k] for b in present]) for k in keys}
 
 
 def gather_batches(batches: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray] | None:

@@ -50,8 +50,12 @@ class Predictions:
 
 class Evaluator:
     """Base of the evaluators (see the module docstring). Subclasses implement :meth:`_accept`
-    (check one batch and return the arrays to keep) and :meth:`_score` (metrics from all of them,
-    run on rank 0), and call ``super().__init__`` last (it calls :meth:`reset`)."""
+    (check one batch and return the arrays to keep; ``indices`` are added here) and :meth:`_score`
+    (metrics from all batches, run on rank 0, never called without predictions), and call
+    ``super().__init__`` last (it calls :meth:`reset`)."""
+
+    #: Appended to the "no predictions were processed" error.
+    empty_hint = ""
 
     def __init__(self, *, output_dir: str | Path | None = None, name: str = "predictions",
                  print_fn: Callable[[str], None] | None = print) -> None:
@@ -68,8 +72,12 @@ class Evaluator:
                 boxes: Any = None, box_scores: Any = None, areas: Any = None, gt_keypoints: Any = None,
                 visible: Any = None, headboxes: Any = None) -> None:
         """Add one batch (see the module docstring and the subclass for the fields it reads)."""
-        batch = self._accept(Predictions(keypoints, keypoint_scores, image_ids, indices, boxes, box_scores, areas,
-                                         gt_keypoints, visible, headboxes))
+        p = Predictions(keypoints, keypoint_scores, image_ids, indices, boxes, box_scores, areas, gt_keypoints,
+                        visible, headboxes)
+        batch = self._accept(p)
+        idx = self._indices(p, batch["keypoints"].shape[0])
+        if idx is not None:
+            batch["indices"] = idx
         if self._batches and ("indices" in batch) != ("indices" in self._batches[0]):
             raise self._error("pass indices for every batch or for none")
         self._batches.append(batch)
@@ -77,13 +85,18 @@ class Evaluator:
     def evaluate(self) -> dict[str, float]:
         """Score everything processed since ``reset`` (identical metrics on every rank)."""
         data = gather_batches(self._batches)
-        return score_on_main(lambda: self._score(data))
+        return score_on_main(lambda: self._score_nonempty(data))
+
+    def _score_nonempty(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
+        if data is None or data["keypoints"].shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: no predictions were processed{self.empty_hint}")
+        return self._score(data)
 
     # ---------------------------------------------------------------- for subclasses
     def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
+    def _score(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         raise NotImplementedError
 
     def _error(self, msg: str) -> ValueError:
@@ -132,7 +145,7 @@ class Evaluator:
         """``predictions_raw.npz`` in ``output_dir`` (when set)."""
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)
+            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)  # type: ignore[arg-type]
 
     def _save_metrics(self, metrics: dict[str, Any], report: dict[str, Any]) -> None:
         """``metrics.json`` (metrics and protocol report) in ``output_dir`` (when set)."""

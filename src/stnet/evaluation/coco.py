@@ -134,7 +134,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
 
 @dataclass
 class _Checked:
-    results: list[dict[str, Any]]
+    results: list[Mapping[str, Any]]
     num_unknown_image: int = 0
     unknown_image_examples: list[Any] = field(default_factory=list)
 
@@ -327,6 +327,8 @@ class CocoEvaluator(Evaluator):
     dropped (counted in the report) instead of being scored twice.
     """
 
+    empty_hint = "; refusing to report AP 0"
+
     def __init__(self, gt: GTSource | None, *, box_source: str, sigmas: SigmaSpec = None,
                  category_id: int | None = None, rescore: bool = True, keypoint_score_thr: float = 0.2,
                  nms_thr: float | None = 0.9, unknown_images: UnknownImages = "error",
@@ -366,8 +368,7 @@ class CocoEvaluator(Evaluator):
     def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
         """Reads ``keypoints (N, K, 2)`` image pixels, ``keypoint_scores (N, K)``, ``image_ids (N,)``,
         ``box_scores (N,)`` (default 1, i.e. GT boxes), ``areas (N,)`` used by OKS-NMS (default: the
-        area of the predicted keypoints' extent; HRNet/mmpose pass the padded box area) and
-        ``indices``."""
+        area of the predicted keypoints' extent; HRNet/mmpose pass the padded box area)."""
         kp = self._keypoints(p)
         n, k = kp.shape[:2]
         if self.num_keypoints is not None and k != self.num_keypoints:
@@ -392,15 +393,9 @@ class CocoEvaluator(Evaluator):
                 raise self._error(f"{name!r} has {arr.size} values for {n} instances")
         for name, arr in (("keypoints", kp), ("keypoint_scores", ks), ("box_scores", bs), ("areas", ar)):
             self._check_finite(name, arr, ids)
-        batch = {"image_ids": ids, "keypoints": kp, "keypoint_scores": ks, "box_scores": bs, "areas": ar}
-        idx = self._indices(p, n)
-        if idx is not None:
-            batch["indices"] = idx
-        return batch
+        return {"image_ids": ids, "keypoints": kp, "keypoint_scores": ks, "box_scores": bs, "areas": ar}
 
-    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
-        if data is None or data["keypoints"].shape[0] == 0:
-            raise ValueError("CocoEvaluator: no predictions were processed; refusing to report AP 0")
+    def _score(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         report: dict[str, Any] = {"boxes": self.box_source, "ground_truth": self._gt_desc,
                                   "num_instances": int(data["keypoints"].shape[0])}
         data = self._drop_duplicates(data, report)

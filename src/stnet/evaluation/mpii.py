@@ -114,16 +114,15 @@ class MPIIEvaluator(Evaluator):
         super().__init__(output_dir=output_dir, name=name, print_fn=print_fn)
 
     def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
-        """Reads ``keypoints (N, K, 2)`` (0-based image pixels) and ``indices``; without
-        ``gt_valid`` also ``gt_keypoints``, ``visible`` and ``headboxes``."""
+        """Reads ``keypoints (N, K, 2)`` (0-based image pixels) and, with ``gt_valid``, ``indices``
+        (each prediction's row in it); without ``gt_valid``, ``gt_keypoints``, ``visible`` and
+        ``headboxes``."""
         k = len(self.joint_names)
         kp = self._keypoints(p, k)
         n = kp.shape[0]
         self._check_finite("keypoints", kp)
         batch: dict[str, np.ndarray] = {"keypoints": kp}
         idx = self._indices(p, n)
-        if idx is not None:
-            batch["indices"] = idx
         if self.gt is not None:
             if idx is None:
                 raise self._error("with gt_valid, pass indices= (each prediction's row in gt_valid.mat)")
@@ -143,9 +142,7 @@ class MPIIEvaluator(Evaluator):
             batch.update(gt_keypoints=gk, visible=vis, headboxes=hb)
         return batch
 
-    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
-        if data is None or data["keypoints"].shape[0] == 0:
-            raise ValueError("MPIIEvaluator: no predictions were processed")
+    def _score(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         report: dict[str, Any] = {"ground_truth": self.gt_desc, "num_instances": int(data["keypoints"].shape[0]),
                                   "sc_bias": self.sc_bias, "thresholds": list(self.thresholds)}
         data = self._drop_duplicates(data, report)

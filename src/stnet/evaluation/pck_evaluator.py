@@ -57,7 +57,7 @@ class PCKEvaluator(Evaluator):
 
     def _accept(self, p: Predictions) -> dict[str, np.ndarray]:
         """Reads predictions and ``gt_keypoints`` ``(N, K, 2)`` image pixels, ``visible (N, K)``;
-        ``boxes (N, 4)`` for bbox normalisation; ``indices``."""
+        ``boxes (N, 4)`` for bbox normalisation."""
         k = len(self.joint_names)
         kp = self._keypoints(p, k)
         n = kp.shape[0]
@@ -76,14 +76,9 @@ class PCKEvaluator(Evaluator):
             if b.shape != (n, 4):
                 raise self._error(f"'boxes' must be {(n, 4)}, got {b.shape}")
             batch["boxes"] = b
-        idx = self._indices(p, n)
-        if idx is not None:
-            batch["indices"] = idx
         return batch
 
-    def _score(self, data: dict[str, np.ndarray] | None) -> dict[str, float]:
-        if data is None or data["keypoints"].shape[0] == 0:
-            raise ValueError("PCKEvaluator: no predictions were processed")
+    def _score(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         report: dict[str, Any] = {"num_instances": int(data["keypoints"].shape[0]),
                                   "normalize": self.normalize, "threshold": self.threshold}
         data = self._drop_duplicates(data, report)

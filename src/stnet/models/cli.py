@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ..config import parse_overrides
 from .complexity import CONVENTIONS, count_complexity
@@ -50,9 +51,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models():
         model = create_model(name)
-        size = tuple(getattr(model.cfg, "input_size", (256, 192)))
+        cfg: Any = model.cfg
+        size = tuple(getattr(cfg, "input_size", (256, 192)))
         c = count_complexity(model, size)
-        rows.append({"model": name, "input": f"{size[0]}x{size[1]}", "joints": model.cfg.num_joints,
+        rows.append({"model": name, "input": f"{size[0]}x{size[1]}", "joints": cfg.num_joints,
                      "params_M": round(c.params / 1e6, 3), "gflops": round(c.gflops, 3)})
     if args.json:
         print(json.dumps(rows))

@@ -18,6 +18,7 @@ __all__ = ["fold_batchnorm", "fuse_conv_bn", "optimize_for_inference"]
 def fuse_conv_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Module:
     """Return a new conv computing ``bn(conv(x))`` in eval mode."""
     fused = copy.deepcopy(conv)
+    assert bn.running_var is not None and bn.running_mean is not None, "BatchNorm without running statistics"
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     if isinstance(conv, nn.ConvTranspose2d):
@@ -61,5 +62,5 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     """
     model = fold_batchnorm(model)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..config import check_fields
 from ._registry import register_model
-from .layers import Bottleneck, conv_bn, fuse_branches, fusion_layers
+from .layers import Bottleneck, check_images, conv_bn, fuse_branches, fusion_layers
 
 __all__ = ["HRNetConfig", "HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "HRNET_VARIANTS",
            "HRNET_WIDTHS", "HRNET_STAGES"]
@@ -181,14 +181,11 @@ class HRNet(nn.Module):
         return self.cfg.num_joints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"HRNet expects images as (B, 3, H, W), got {tuple(x.shape)}")
-        if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise ValueError(f"HRNet input H and W must be multiples of 32, got {tuple(x.shape[-2:])}")
+        check_images(x, "HRNet")
         xs = [self.layer1(self.stem(x))]
         for transition, stage in zip(self.transitions, self.stages):
             # new branches come from the previous stage's lowest-resolution output
-            xs = [t(xs[min(i, len(xs) - 1)]) for i, t in enumerate(transition)]
+            xs = [t(xs[min(i, len(xs) - 1)]) for i, t in enumerate(transition)]  # type: ignore[arg-type,var-annotated]
             xs = stage(xs)
         return self.head(xs[0])
 

@@ -12,10 +12,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BN_MOMENTUM", "conv_bn", "SqueezeExcite", "Bottleneck", "MultiScaleFusion", "fusion_layers",
+__all__ = ["BN_MOMENTUM", "check_images", "conv_bn", "SqueezeExcite", "Bottleneck", "MultiScaleFusion", "fusion_layers",
            "fuse_branches", "resize"]
 
 BN_MOMENTUM = 0.1
+
+
+def check_images(x: torch.Tensor, model: str, multiple: int = 32) -> None:
+    """Raise ValueError unless ``x`` is ``(B, 3, H, W)`` with H and W multiples of ``multiple`` (the
+    networks' total stride)."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{model} expects images as (B, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[-2] % multiple or x.shape[-1] % multiple:
+        raise ValueError(f"{model} input H and W must be multiples of {multiple}, got {tuple(x.shape[-2:])}")
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True, groups: int = 1) -> nn.Sequential:
@@ -88,10 +97,11 @@ def fuse_branches(rows: nn.ModuleList, xs: list[torch.Tensor], upsample_mode: st
     outs = []
     for i, row in enumerate(rows):
         acc = xs[i]
-        for j, layer in enumerate(row):
+        layer: nn.Module
+        for j, layer in enumerate(row):  # type: ignore[arg-type]  # a ModuleList row
             if j == i:
                 continue
-            y = layer(xs[j])
+            y: torch.Tensor = layer(xs[j])
             if j > i:
                 y = resize(y, xs[i].shape[-2:], upsample_mode)
             acc = acc + y

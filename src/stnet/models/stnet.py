@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..config import check_fields
 from ._registry import register_model
-from .layers import BN_MOMENTUM, Bottleneck, MultiScaleFusion, SqueezeExcite, conv_bn, resize
+from .layers import BN_MOMENTUM, Bottleneck, MultiScaleFusion, SqueezeExcite, check_images, conv_bn, resize
 
 __all__ = ["STNetConfig", "STNet", "StairCell", "AblationStairCell", "make_stair_cell", "StairUnit", "StairFusion",
            "MDBS", "STEM_CHANNELS", "stc_channels", "STNET_VARIANTS"]
@@ -254,7 +254,7 @@ class StairUnit(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         xs = [t(x) for t in self.transition]
         for k, (cells, fuse) in enumerate(zip(self.substages, self.fusions)):
-            xs = fuse([c(t) for c, t in zip(cells, xs)])
+            xs = fuse([c(t) for c, t in zip(cells, xs)])  # type: ignore[call-overload]  # ModuleList cells
             if k < len(self.new_branch):
                 xs.append(self.new_branch[k](xs[-1]))
         if self.gather is not None:
@@ -377,6 +377,7 @@ class STNet(nn.Module):
         self.units = nn.ModuleList(
             StairUnit(c, cfg, gather=(s < cfg.num_stages - 1) or last_gather) for s, c in enumerate(unit_in))
         self.fusion = StairFusion(cfg) if cfg.stf else None
+        self.mdbs: MDBS | None
         if cfg.mdbs:
             self.mdbs = MDBS([STEM_CHANNELS] + [w0] * cfg.num_stages, w0, n)
             head_in = MDBS.out_channels(w0, n, cfg.num_stages)
@@ -407,10 +408,7 @@ class STNet(nn.Module):
         return self.cfg.num_joints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"STNet expects images as (B, 3, H, W), got {tuple(x.shape)}")
-        if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise ValueError(f"STNet input H and W must be multiples of 32, got {tuple(x.shape[-2:])}")
+        check_images(x, "STNet")
         feat = self.stem(x)
         cons: torch.Tensor | None = None
         exc: list[torch.Tensor] = []
