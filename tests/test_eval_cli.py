@@ -1,24 +1,17 @@
 """`stnet score`: one JSON object with the ten keys, equal to pycocotools; clear errors."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers.coco_reference import pycocotools_stats
 from helpers.synthetic import synthetic_coco_gt, synthetic_predictions
 from stnet.cli import main as cli_main
 from stnet.data.skeletons import get_skeleton
 from stnet.evaluation import COCO_KEYS, make_results, resolve_sigmas
-
-
-def _data_root() -> Path:
-    env = os.environ.get("STNET_DATA_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _files(tmp_path: Path, k: int = 17, seed: int = 0) -> tuple[Path, Path, dict, list]:
@@ -30,21 +23,6 @@ def _files(tmp_path: Path, k: int = 17, seed: int = 0) -> tuple[Path, Path, dict
     return tmp_path / "gt.json", tmp_path / "res.json", gt, res
 
 
-def _official(gt_path: Path, res_path: Path, sigmas: np.ndarray | None = None) -> list[float]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        ev = COCOeval(gt, gt.loadRes(str(res_path)), "keypoints")
-        if sigmas is not None:
-            ev.params.kpt_oks_sigmas = sigmas
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return list(ev.stats)
-
-
 def test_score_json_is_exactly_one_object_equal_to_pycocotools(tmp_path, capsys):
     gt, res, _, _ = _files(tmp_path)
     assert cli_main(["score", "--gt", str(gt), "--pred", str(res), "--json"]) == 0
@@ -52,7 +30,7 @@ def test_score_json_is_exactly_one_object_equal_to_pycocotools(tmp_path, capsys)
     assert out.count("\n") == 1  # one line, nothing else printed
     obj = json.loads(out)
     assert list(obj) == ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
-    np.testing.assert_allclose([obj[k] for k in COCO_KEYS], _official(gt, res), rtol=0, atol=1e-9)
+    np.testing.assert_allclose([obj[k] for k in COCO_KEYS], pycocotools_stats(gt, res), rtol=0, atol=1e-9)
 
 
 def test_score_table_output(tmp_path, capsys):
@@ -73,7 +51,7 @@ def test_score_sigmas_file_and_unknown_count(tmp_path, capsys):
     assert cli_main(["score", "--gt", str(gt), "--pred", str(res), "--json", "--sigmas",
                      str(tmp_path / "sig.json")]) == 0
     obj = json.loads(capsys.readouterr().out)
-    np.testing.assert_allclose([obj[k] for k in COCO_KEYS], _official(gt, res, np.array(sig)), atol=1e-9)
+    np.testing.assert_allclose([obj[k] for k in COCO_KEYS], pycocotools_stats(gt, res, np.array(sig)), atol=1e-9)
     (tmp_path / "sig.txt").write_text("0.03 0.05, 0.07\n0.09")
     assert cli_main(["score", "--gt", str(gt), "--pred", str(res), "--sigmas", str(tmp_path / "sig.txt")]) == 2
     assert "4 sigmas but the annotations have 5 keypoints" in capsys.readouterr().err
@@ -83,7 +61,7 @@ def test_score_named_skeleton_sigmas(tmp_path, capsys):
     gt, res, _, _ = _files(tmp_path, k=14)
     assert cli_main(["score", "--gt", str(gt), "--pred", str(res), "--json", "--sigmas", "crowdpose14"]) == 0
     obj = json.loads(capsys.readouterr().out)
-    official = _official(gt, res, get_skeleton("crowdpose14").sigmas_array())
+    official = pycocotools_stats(gt, res, get_skeleton("crowdpose14").sigmas_array())
     np.testing.assert_allclose([obj[k] for k in COCO_KEYS], official, atol=1e-9)
     assert cli_main(["score", "--gt", str(gt), "--pred", str(res), "--sigmas", "nosuch"]) == 2
     assert "neither a file nor a known skeleton" in capsys.readouterr().err
@@ -143,9 +121,9 @@ def test_detection_file_passed_as_results_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.data
-def test_score_crowdpose_fixture_without_area_is_a_clear_error(capsys):
+def test_score_crowdpose_fixture_without_area_is_a_clear_error(capsys, data_root):
     """CrowdPose files have no 'area'; pycocotools would KeyError deep inside COCOeval."""
-    root = _data_root() / "fixtures" / "crowdpose"
+    root = data_root / "fixtures" / "crowdpose"
     if not (root / "test_crowdpose.json").is_file():
         pytest.skip("crowdpose fixtures absent")
     rc = cli_main(["score", "--gt", str(root / "test_crowdpose.json"), "--pred",

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import socket
 from pathlib import Path
 
@@ -13,52 +12,27 @@ import pytest
 
 from stnet.evaluation import (COCO_KEYS, CocoEvaluator, load_detections, make_results, oks,
                               score_results, validate_results)
+from helpers.coco_reference import pycocotools_stats
 from helpers.synthetic import gt_as_predictions, synthetic_coco_gt, synthetic_predictions
 
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
                         .89, .89]) / 10.0
 
 
-def _data_root() -> Path:
-    env = os.environ.get("STNET_DATA_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 @pytest.fixture
-def coco_mini() -> Path:
-    p = _data_root() / "coco_mini" / "annotations" / "person_keypoints_train2017.json"
+def coco_mini(data_root: Path) -> Path:
+    p = data_root / "coco_mini" / "annotations" / "person_keypoints_train2017.json"
     if not p.is_file():
         pytest.skip(f"COCO subset not found at {p} (set STNET_DATA_ROOT)")
     return p
 
 
 @pytest.fixture
-def coco_fixtures() -> Path:
-    p = _data_root() / "fixtures" / "coco"
+def coco_fixtures(data_root: Path) -> Path:
+    p = data_root / "fixtures" / "coco"
     if not (p / "test_coco_det_AP_H_56.json").is_file():
         pytest.skip(f"COCO fixtures not found at {p} (set STNET_DATA_ROOT)")
     return p
-
-
-def _pycocotools(gt_path_or_dict, results_path: Path, sigmas=COCO_SIGMAS) -> np.ndarray:
-    """The official scorer exactly as a user would run it on the json files."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(gt_path_or_dict, dict):
-            gt = COCO()
-            gt.dataset = json.loads(json.dumps(gt_path_or_dict))
-            gt.createIndex()
-        else:
-            gt = COCO(str(gt_path_or_dict))
-        dt = gt.loadRes(str(results_path))
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.params.kpt_oks_sigmas = sigmas
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.asarray(ev.stats)
 
 
 def _feed(ev: CocoEvaluator, p: dict, batch: int = 64) -> None:
@@ -113,7 +87,7 @@ def test_parity_with_pycocotools_on_real_subset(coco_mini, tmp_path, seed):
     ours = ev.evaluate()
     assert 0.05 < ours["AP"] < 0.98  # a real, non-degenerate operating point
     assert ev.report["num_results"] < pred["keypoints"].shape[0]  # OKS-NMS removed duplicates
-    official = _pycocotools(coco_mini, tmp_path / "keypoints_results.json")
+    official = pycocotools_stats(coco_mini, tmp_path / "keypoints_results.json", COCO_SIGMAS)
     np.testing.assert_allclose([ours[k] for k in COCO_KEYS], official, rtol=0, atol=1e-9)
     # The same json through `score_results` (what `stnet score` runs).
     s = score_results(coco_mini, tmp_path / "keypoints_results.json")
@@ -131,7 +105,8 @@ def test_parity_with_results_from_another_tool(coco_mini, tmp_path):
     path = tmp_path / "other.json"
     path.write_text(json.dumps(res[::-1]))
     s = score_results(coco_mini, path)
-    np.testing.assert_allclose([s.metrics[k] for k in COCO_KEYS], _pycocotools(coco_mini, path), atol=1e-9)
+    official = pycocotools_stats(coco_mini, path, COCO_SIGMAS)
+    np.testing.assert_allclose([s.metrics[k] for k in COCO_KEYS], official, atol=1e-9)
 
 
 @pytest.mark.data
@@ -166,7 +141,7 @@ def test_parity_synthetic_with_custom_sigmas(tmp_path):
     ev = CocoEvaluator(gt, box_source="synthetic", sigmas=sig, output_dir=tmp_path, print_fn=None)
     _feed(ev, pred)
     ours = ev.evaluate()
-    official = _pycocotools(gt, tmp_path / "keypoints_results.json", sigmas=sig)
+    official = pycocotools_stats(gt, tmp_path / "keypoints_results.json", sigmas=sig)
     np.testing.assert_allclose([ours[k] for k in COCO_KEYS], official, rtol=0, atol=1e-9)
     assert ev.report["sigmas"] == "given"
 

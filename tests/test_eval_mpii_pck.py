@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,6 @@ MPII_OFFICIAL = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor",
 LSP_NAMES = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
              "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
              "neck", "head_top")
-
-
-def _data_root() -> Path:
-    env = os.environ.get("STNET_DATA_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _write_gt_valid(path: Path, joints0: np.ndarray, visible: np.ndarray, headboxes0: np.ndarray) -> None:
@@ -180,8 +174,8 @@ def test_pck_evaluator_bbox_normalisation():
 
 
 @pytest.mark.data
-def test_pck_on_real_lsp_gt_as_prediction():
-    p = _data_root() / "lspet" / "joints.mat"
+def test_pck_on_real_lsp_gt_as_prediction(data_root):
+    p = data_root / "lspet" / "joints.mat"
     if not p.is_file():
         pytest.skip(f"LSP-Extended not found at {p}")
     from scipy.io import loadmat
