@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.synthetic import make_synthetic_coco
 from stnet.cli import main as stnet_main
 from stnet.data.build import build_dataset, build_skeleton, load_records
 from stnet.data.config import AugmentConfig, DataConfig
 from stnet.data.crop_cache import build_crop_cache, load_cache_records
 from stnet.data.transforms import affine_points
-from stnet.engine.synthetic import make_synthetic_coco
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
+
+from stnet.io import atomic_write
 
 from .dataset import TopDownDataset
 from .records import ImageReadError, PersonRecord, read_image
@@ -118,22 +119,14 @@ def build_crop_cache(splits: dict[str, Sequence[PersonRecord]], skeleton: Skelet
             "input_size": [h_in, w_in], "crop_size": list(size), "resolution": resolution, "margin": margin,
             "quality": quality, "bbox_padding": bbox_padding, "source": source,
             "int_image_ids": all(isinstance(r.image_id, (int, np.integer)) for _, r in items)}
-    arrays = {"jpeg": np.frombuffer(b"".join(blobs), np.uint8), "offsets": offsets,
+    arrays: dict[str, Any] = {"jpeg": np.frombuffer(b"".join(blobs), np.uint8), "offsets": offsets,
               "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
               **{k: np.asarray(v) for k, v in cols.items()}}
     arrays["keypoints"] = arrays["keypoints"].astype(np.float32)
     arrays["split"] = arrays["split"].astype("<U5")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     per_split = {s: int(sum(1 for x in cols["split"] if x == s)) for s in splits}
     return {"path": str(out), "persons": per_split, "bytes": int(out.stat().st_size),
             "crop_size": list(size), "skipped_images": len(skipped), "skipped_examples": skipped[:3]}
@@ -183,7 +176,8 @@ def load_cache_records(path: str | os.PathLike, skeleton: Skeleton, split: str =
     names = c.meta.get("keypoint_names", [])
     if list(names) != list(skeleton.keypoint_names):
         raise ValueError(f"{p}: cache keypoints {names} do not match skeleton {skeleton.name!r} "
-                         f"{list(skeleton.keypoint_names)}; set train.skeleton/val.skeleton to {c.meta.get('skeleton')!r}")
+                         f"{list(skeleton.keypoint_names)}; set train.skeleton/val.skeleton to "
+                         f"{c.meta.get('skeleton')!r}")
     a = c.arrays
     rows = np.flatnonzero(a["split"] == split) if split != "all" else np.arange(len(a["split"]))
     as_int = bool(c.meta.get("int_image_ids"))

@@ -13,7 +13,7 @@ from stnet.models import create_model
 
 from .config import TrainConfig, resolve_data_path
 
-__all__ = ["build_model", "build_datasets"]
+__all__ = ["build_model", "build_datasets", "resolve_data_config"]
 
 
 def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
@@ -36,7 +36,8 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     return model
 
 
-def _resolved(cfg: TrainConfig, dc: DataConfig) -> DataConfig:
+def resolve_data_config(cfg: TrainConfig, dc: DataConfig) -> DataConfig:
+    """``dc`` with its file paths resolved against the config's data root."""
     return dataclasses.replace(dc, ann_file=resolve_data_path(cfg, dc.ann_file) or "",
                                image_dir=resolve_data_path(cfg, dc.image_dir) or "",
                                det_file=resolve_data_path(cfg, dc.det_file),
@@ -52,7 +53,7 @@ def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) ->
         if not want:
             out.append(None)
             continue
-        dc = _resolved(cfg, dc)
+        dc = resolve_data_config(cfg, dc)
         records = load_records(dc, build_skeleton(dc))
         if limit is not None:
             records = records[: int(limit)]

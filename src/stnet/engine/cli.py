@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from stnet.config import parse_overrides
 
@@ -62,12 +63,12 @@ def _cache(args: argparse.Namespace) -> int:
     from stnet.data.build import build_skeleton, load_records
     from stnet.data.crop_cache import build_crop_cache
 
-    from .train import _resolved
+    from .build import resolve_data_config
 
     cfg = _cfg(args)
-    splits = {}
+    splits: dict[str, Any] = {}
     for name in args.splits:
-        dc = _resolved(cfg, getattr(cfg, name))
+        dc = resolve_data_config(cfg, getattr(cfg, name))
         if dc.kind == "cache":
             raise ValueError(f"{name}: the recipe already reads a crop cache ({dc.ann_file})")
         splits[name] = load_records(dc, build_skeleton(dc))
@@ -75,7 +76,7 @@ def _cache(args: argparse.Namespace) -> int:
             splits[name] = splits[name][: cfg.runtime.limit_train]
         if name == "val" and cfg.runtime.limit_val:
             splits[name] = splits[name][: cfg.runtime.limit_val]
-    dc = _resolved(cfg, cfg.train)
+    dc = resolve_data_config(cfg, cfg.train)
     summary = build_crop_cache(splits, build_skeleton(dc), args.output, input_size=cfg.input_size,
                                resolution=args.resolution, margin=args.margin, quality=args.quality,
                                bbox_padding=dc.bbox_padding, source=str(args.config))
