@@ -90,8 +90,9 @@ def test_input_kinds(est, image, tmp_path):
     import cv2
     from PIL import Image
 
-    ref = est(image, boxes=[[20, 10, 80, 150]])[0].keypoints
+    ref = est(image, boxes=[[20, 10, 80, 150]], color="rgb")[0].keypoints
     bgr = np.ascontiguousarray(image[..., ::-1])
+    np.testing.assert_allclose(est(bgr, boxes=[[20, 10, 80, 150]])[0].keypoints, ref, atol=1e-4)  # BGR default
     np.testing.assert_allclose(est(bgr, boxes=[[20, 10, 80, 150]], color="bgr")[0].keypoints, ref, atol=1e-4)
     np.testing.assert_allclose(est(Image.fromarray(image), boxes=[[20, 10, 80, 150]])[0].keypoints, ref, atol=1e-4)
     p = tmp_path / "a.png"

@@ -48,7 +48,8 @@ def test_folder_with_bad_files_and_boxes(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0
     assert "skipped broken.jpg" in err and "skipped notes.txt" in err
-    res = json.loads((tmp_path / "res.json").read_text())
+    doc = json.loads((tmp_path / "res.json").read_text())
+    res = {im["file"]: im["persons"] for im in doc["images"]}
     assert sorted(res) == ["a.jpg", "b.png"]
     assert len(res["a.jpg"]) == 2 and len(res["b.png"]) == 1  # the box outside the image is skipped
     p = res["a.jpg"][0]
@@ -87,9 +88,9 @@ def test_video_tracking(ckpt, tmp_path, capsys):
     rc = main(["predict", str(path), "--model", str(ckpt), "--detector", "whole", "--smooth", "--output-dir", str(out),
                "--no-progress"])
     assert rc == 0, capsys.readouterr().err
-    res = json.loads((out / "predictions.json").read_text())
-    assert sorted(res) == [f"clip_{i:06d}" for i in range(4)]
-    assert all(r[0]["track_id"] == 0 for r in res.values())
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [f["frame"] for f in doc["frames"]] == list(range(4))
+    assert all(f["persons"][0]["track_id"] == 0 for f in doc["frames"])
     assert (out / "clip.mp4").is_file()
 
 
@@ -133,8 +134,8 @@ def test_predict_real_coco_image(data_root, tmp_path, capsys):
     assert ("UNTRAINED" in err) != (DEFAULT_PRETRAINED in list_pretrained())
     png = cv2.imread(str(out / "000000433998.png"))
     assert png is not None and png.shape[:2] == (427, 640)
-    res = json.loads((out / "predictions.json").read_text())
-    assert len(res["000000433998.jpg"]) >= 1
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["images"][0]["file"] == "000000433998.jpg" and len(doc["images"][0]["persons"]) >= 1
 
 
 def test_flush_every_flag():

@@ -14,7 +14,7 @@ import pytest
 
 from stnet.data import get_skeleton
 from stnet.engine.ship import sha256_file
-from stnet.inference import DEFAULT_PRETRAINED, WEIGHTS_DIR, PoseEstimator, list_pretrained, load_image
+from stnet.inference import DEFAULT_PRETRAINED, WEIGHTS_DIR, PoseEstimator, list_pretrained
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lsp_val"
 pytestmark = pytest.mark.skipif(DEFAULT_PRETRAINED not in list_pretrained(),
@@ -43,8 +43,7 @@ def test_localises_joints_on_real_crops():
     rs, lh = sk.index("right_shoulder"), sk.index("left_hip")
     hits = []
     for item in ann["items"]:
-        img = load_image(FIXTURES / item["file"])
-        (person,) = est(img, boxes=[item["box"]])
+        (person,) = est(FIXTURES / item["file"], boxes=[item["box"]])
         gt = np.asarray(item["keypoints"])
         torso = np.linalg.norm(gt[rs] - gt[lh])
         hits.append(np.linalg.norm(person.keypoints - gt, axis=1) <= 0.2 * torso)

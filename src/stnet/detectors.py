@@ -20,6 +20,8 @@ A *detector* is any callable ``detector(image_rgb) -> (N, 5) float array`` of
 :class:`CallableDetector` adapter for a user's detector (e.g. a YOLO model they already have):
                         wraps any function returning boxes as ``xywh`` or ``xyxy`` with or without
                         scores, numpy or torch, and keeps those above ``min_score``.
+:class:`ONNXDetector`   an exported ONNX detector the user has (RTMDet / YOLOX as rtmlib and
+                        mmdeploy export them, YOLOv8 / YOLO11 as ultralytics does), by path.
 :class:`StaticBoxes`    boxes given by the user per image file name, from a json mapping
                         ``name -> [[x, y, w, h(, score)], ...]`` or a COCO detection-results json
                         plus the annotation json for the image ids (:func:`load_boxes_file`).
@@ -40,10 +42,19 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "StaticBoxes", "as_boxes",
-           "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes"]
+__all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "ONNXDetector", "StaticBoxes",
+           "as_boxes", "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes",
+           "filter_detections", "letterbox", "DEFAULT_DETECTOR", "DEFAULT_DET_SCORE", "DEFAULT_DET_NMS"]
 
 DETECTORS = ("auto", "hog", "whole")
+# One default for the API and `stnet predict`: the whole image is deterministic and right for
+# single-person photos; HOG finds too few people to be a default (see HOGDetector) and a real
+# detector is a file the user brings (ONNXDetector).
+DEFAULT_DETECTOR = "whole"
+# Detector boxes below this score are noise for pose estimation (rtmlib uses 0.3 too); NMS at this
+# IoU removes the duplicates a detector without NMS (or a detection file) gives.
+DEFAULT_DET_SCORE = 0.3
+DEFAULT_DET_NMS = 0.65
 
 
 def hog_available() -> bool:
@@ -117,6 +128,29 @@ def nms_boxes(boxes: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
         if all(box_iou(boxes[i], boxes[j]) <= iou_threshold for j in keep):
             keep.append(int(i))
     return boxes[keep]
+
+
+def filter_detections(boxes: np.ndarray, min_score: float = DEFAULT_DET_SCORE,
+                      nms_iou: float = DEFAULT_DET_NMS) -> np.ndarray:
+    """Detector boxes ``(N, 5)`` with score >= ``min_score``, then greedy NMS at ``nms_iou``
+    (>= 1 keeps overlapping boxes)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    b = b[b[:, 4] >= min_score]
+    return nms_boxes(b, nms_iou) if nms_iou < 1 else b
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], centre: bool) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio to fit ``size`` ``(H, W)`` and pad with grey 114 (the value
+    both YOLO families train with): centred (ultralytics) or at the bottom/right (rtmlib / mmdeploy
+    RTMDet, YOLOX). Returns the padded image, the scale and the (x, y) offset; an input pixel maps
+    to ``(p - offset) / scale`` in the original image."""
+    h, w = image.shape[:2]
+    r = min(size[0] / h, size[1] / w)
+    nh, nw = max(1, int(round(h * r))), max(1, int(round(w * r)))
+    out = np.full((size[0], size[1], 3), 114, np.uint8)
+    dy, dx = ((size[0] - nh) // 2, (size[1] - nw) // 2) if centre else (0, 0)
+    out[dy:dy + nh, dx:dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return out, r, (float(dx), float(dy))
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -228,27 +262,113 @@ class CallableDetector:
         return boxes[boxes[:, 4] >= self.min_score]
 
 
+class ONNXDetector:
+    """Person boxes from an exported ONNX detector the user already has, in one of two layouts
+    (``layout="auto"`` tells them apart by the outputs):
+
+    ``"rtmdet"`` - RTMDet / YOLOX as mmdeploy and rtmlib export them (NMS inside the graph): input
+        ``(1, 3, H, W)`` BGR, letterboxed to the model's size keeping the ratio, padded with 114 at
+        the bottom/right, then ``(x - mean) / std`` (default rtmlib's RTMDet mean
+        ``(103.53, 116.28, 123.675)`` / std ``(57.375, 57.12, 58.395)``; pass ``mean=(0, 0, 0),
+        std=(1, 1, 1)`` for YOLOX); outputs ``dets (1, N, 5)`` ``[x1, y1, x2, y2, score]`` in input
+        pixels and ``labels (1, N)`` (class 0 = person).
+    ``"yolov8"`` - YOLOv8 / YOLO11 as ``ultralytics`` ``export(format="onnx")`` writes it (no NMS in
+        the graph): input ``(1, 3, H, W)`` RGB in 0..1, letterboxed centred with 114; output
+        ``(1, 4 + C, N)``: ``cx, cy, w, h`` in input pixels, then C class scores (class 0 = person).
+
+    Boxes are mapped back through the letterbox, then kept above ``min_score`` and merged by NMS at
+    ``nms_iou`` (see :func:`filter_detections`). The input size is read from the graph (640x640
+    when it is dynamic). Runs on onnxruntime (the ``export`` extra)."""
+
+    RTMDET_MEAN = (103.53, 116.28, 123.675)
+    RTMDET_STD = (57.375, 57.12, 58.395)
+
+    def __init__(self, path: str | os.PathLike, layout: str = "auto", *, min_score: float = DEFAULT_DET_SCORE,
+                 nms_iou: float = DEFAULT_DET_NMS, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, person_class: int = 0, providers: Sequence[str] | None = None
+                 ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("an ONNX detector needs onnxruntime: pip install 'stnet[export]'") from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"detector {self.path} not found")
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as e:  # onnxruntime raises its own untyped errors for corrupt files
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise ValueError(f"detector {self.path}: not a loadable ONNX model ({first})") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        hw = inp.shape[2:4] if len(inp.shape) == 4 else (None, None)
+        h, w = (int(v) if isinstance(v, int) and v > 0 else 640 for v in hw)
+        self.size = (h, w)
+        outs = self.session.get_outputs()
+        if layout == "auto":
+            layout = "rtmdet" if len(outs) >= 2 else "yolov8"
+        if layout not in ("rtmdet", "yolov8"):
+            raise ValueError(f"detector layout must be 'auto', 'rtmdet' or 'yolov8', got {layout!r}")
+        self.layout = layout
+        self.min_score, self.nms_iou, self.person_class = float(min_score), float(nms_iou), int(person_class)
+        m = mean if mean is not None else (self.RTMDET_MEAN if layout == "rtmdet" else (0.0, 0.0, 0.0))
+        sd = std if std is not None else (self.RTMDET_STD if layout == "rtmdet" else (255.0, 255.0, 255.0))
+        self.mean, self.std = np.asarray(m, np.float32), np.asarray(sd, np.float32)
+
+    def __repr__(self) -> str:
+        return f"ONNXDetector({str(self.path)!r}, layout={self.layout!r})"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Boxes ``(N, 5)`` xywh + score of an RGB image."""
+        src = image[..., ::-1] if self.layout == "rtmdet" else image  # rtmdet/YOLOX graphs take BGR
+        img, r, (dx, dy) = letterbox(np.ascontiguousarray(src), self.size, centre=self.layout == "yolov8")
+        x = ((img.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)[None]
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
+        if self.layout == "rtmdet":
+            dets = np.asarray(outs[0], np.float64).reshape(-1, 5)
+            labels = np.asarray(outs[1]).reshape(-1)
+            dets = dets[labels == self.person_class]
+            xyxy, score = dets[:, :4], dets[:, 4]
+        else:
+            pred = np.asarray(outs[0], np.float64)[0]  # (4 + C, N)
+            if pred.ndim != 2 or pred.shape[0] < 5:
+                raise ValueError(f"detector {self.path}: expected a (1, 4 + classes, N) output, got "
+                                 f"{np.asarray(outs[0]).shape}")
+            c, wh, score = pred[:2].T, pred[2:4].T, pred[4 + self.person_class]
+            xyxy = np.concatenate([c - wh / 2, c + wh / 2], 1)
+        xyxy = (xyxy - [dx, dy, dx, dy]) / r
+        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], score[:, None]], 1)
+        return filter_detections(boxes, self.min_score, self.nms_iou)
+
+
 class StaticBoxes:
-    """Boxes looked up by image file name (a path's full string, then its name, then its stem)."""
+    """Boxes looked up by image file name (a path's full string, then its name, then its stem),
+    kept above ``min_score`` and merged by NMS at ``nms_iou`` (1: off)."""
 
-    def __init__(self, boxes: Mapping[str, Any], min_score: float = 0.0) -> None:
+    def __init__(self, boxes: Mapping[str, Any], min_score: float = 0.0, nms_iou: float = 1.0) -> None:
         self.boxes = {str(k): as_boxes(v) for k, v in boxes.items()}
-        self.min_score = float(min_score)
+        self.min_score, self.nms_iou = float(min_score), float(nms_iou)
 
-    def lookup(self, name: str | os.PathLike) -> np.ndarray | None:
+    def lookup_key(self, name: str | os.PathLike) -> tuple[np.ndarray | None, str | None]:
+        """(boxes, the key they were found under) or (None, None)."""
         p = Path(name)
         for key in (str(name), p.name, p.stem):
             if key in self.boxes:
-                b = self.boxes[key]
-                return b[b[:, 4] >= self.min_score]
-        return None
+                return filter_detections(self.boxes[key], self.min_score, self.nms_iou), key
+        return None, None
+
+    def lookup(self, name: str | os.PathLike) -> np.ndarray | None:
+        return self.lookup_key(name)[0]
+
+    def keys(self) -> list[str]:
+        return list(self.boxes)
 
     def __len__(self) -> int:
         return len(self.boxes)
 
 
 def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = None,
-                    min_score: float = 0.0, category_id: int | None = 1) -> StaticBoxes:
+                    min_score: float = 0.0, category_id: int | None = 1, nms_iou: float = 1.0) -> StaticBoxes:
     """Read person boxes from ``path``: either a json object ``{"file.jpg": [[x, y, w, h(, s)], ...]}``
     or a COCO detection-results json (a list of ``{"image_id", "bbox", "score", "category_id"}``),
     for which ``ann`` (a COCO annotation json with an ``images`` list) maps ids to file names.
@@ -267,7 +387,7 @@ def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = Non
                 out[k] = as_boxes(v)
             except ValueError as e:
                 raise ValueError(f"boxes file {path}, entry {k!r}: {e}") from None
-        return StaticBoxes(out, min_score)
+        return StaticBoxes(out, min_score, nms_iou)
     if not isinstance(data, list):
         raise ValueError(f"boxes file {path}: expected a json object (file name -> boxes) or a COCO "
                          f"detection-results list, got {type(data).__name__}")
@@ -289,15 +409,21 @@ def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = Non
             unknown += 1
             continue
         grouped.setdefault(name, []).append([*map(float, det["bbox"][:4]), float(det.get("score", 1.0))])
+    if unknown and not grouped:
+        raise ValueError(f"boxes file {path}: none of its image ids is in --ann {ann} ({len(names)} images): "
+                         "the detections and the annotations are of different datasets")
     if unknown:
         warnings.warn(f"{path}: {unknown} detection(s) have image ids not in {ann}; ignored", stacklevel=2)
-    return StaticBoxes(grouped, min_score)
+    return StaticBoxes(grouped, min_score, nms_iou)
 
 
 def build_detector(spec: str | Callable[[np.ndarray], Any] | None) -> Callable[[np.ndarray], np.ndarray]:
     """``"hog"`` / ``"whole"`` / ``"auto"`` (HOG when this OpenCV has it, else whole image with a
-    warning) / a callable (wrapped in :class:`CallableDetector`) / None (whole image)."""
-    if spec is None or spec == "whole":
+    warning) / a path to an exported ``.onnx`` detector (:class:`ONNXDetector`) / a callable (wrapped
+    in :class:`CallableDetector`) / None (:data:`DEFAULT_DETECTOR`)."""
+    if spec is None:
+        spec = DEFAULT_DETECTOR
+    if spec == "whole":
         return WholeImage()
     if spec == "auto":
         if hog_available():
@@ -308,8 +434,10 @@ def build_detector(spec: str | Callable[[np.ndarray], Any] | None) -> Callable[[
         return WholeImage()
     if spec == "hog":
         return HOGDetector()
-    if isinstance(spec, (WholeImage, HOGDetector, CallableDetector)):
+    if isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".onnx"):
+        return ONNXDetector(spec)
+    if isinstance(spec, (WholeImage, HOGDetector, CallableDetector, ONNXDetector)):
         return spec
     if callable(spec):
         return CallableDetector(spec)
-    raise ValueError(f"unknown detector {spec!r}; expected one of {', '.join(DETECTORS)} or a callable")
+    raise ValueError(f"unknown detector {spec!r}; expected one of {', '.join(DETECTORS)}, an .onnx file or a callable")

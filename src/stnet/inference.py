@@ -11,20 +11,26 @@
         p.scores      # (K,)  heatmap maxima
         p.box, p.score, p.skeleton
 
-Inputs (``image``): a numpy ``uint8`` array ``(H, W, 3)`` in **RGB** (the library convention;
-``color="bgr"`` for arrays from ``cv2.imread`` / ``cv2.VideoCapture``), ``(H, W)`` grayscale or
-``(H, W, 4)`` RGBA (alpha dropped), a ``PIL.Image`` (any mode, converted to RGB), or a path to an
-image file. Boxes: ``[x, y, w, h]`` or ``[x, y, w, h, score]`` rows in image pixels; with
+Inputs (``image``): a numpy ``uint8`` array ``(H, W, 3)`` in **BGR** (OpenCV's order, the
+default of rtmlib, ultralytics and mmpose: a ``cv2.imread`` / ``cv2.VideoCapture`` array goes in as
+is; ``color="rgb"`` for arrays from PIL / imageio / matplotlib), ``(H, W)`` grayscale or ``(H, W, 4)``
+BGRA (alpha dropped), a ``PIL.Image`` (RGB by type, any mode converted), or a path to an image file
+(docs/conventions.md). A list of them (or a ``(B, H, W, 3)`` array) is a batch: the call returns
+one :class:`Results` per image and all their person crops go through the network together, in
+chunks of ``max_batch``; :meth:`PoseEstimator.stream` is the generator form for long folders and
+videos. Boxes: ``[x, y, w, h]`` or ``[x, y, w, h, score]`` rows in image pixels; with
 ``boxes=None`` the estimator's ``detector`` supplies them (default: the whole image). Boxes are
 clipped to the image; a box with no area inside the image is skipped with a warning (see
 :func:`stnet.detectors.sanitize_boxes`), so the result list can be shorter than ``boxes``; each
 result carries the (clipped) box it came from.
 
-All person crops of one image are warped (``cv2.warpAffine``, the training warp), normalised and
+All person crops of one call are warped (``cv2.warpAffine``, the training warp), normalised and
 run through the backend **in one batch** (split into ``max_batch`` chunks). ``flip_test=True`` adds
 the mirrored crops to the same batch and averages heatmaps. Decoding uses the model's codec (UDP +
 DARK by default), then the inverse crop warp maps keypoints to image pixels. The person score is
-the standard top-down rescoring (:func:`stnet.evaluation.metrics.rescore`).
+the standard top-down rescoring (:func:`stnet.evaluation.metrics.rescore`). A person whose
+heatmaps are not finite (NaN weights, an overflowing backend) is dropped with a
+:class:`NonFiniteWarning` instead of being given NaN coordinates.
 
 A model reference (a name, a checkpoint, an ``.onnx`` file, shipped weights) is resolved by one
 factory, :func:`resolve_model`; the network then runs on a backend (:mod:`stnet.backends`):
@@ -39,7 +45,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -52,13 +58,15 @@ from .codecs.flip_test import flip_heatmaps_back
 from .data.dataset import normalize_image
 from .data.skeletons import Skeleton, get_skeleton
 from .data.transforms import box_to_center_scale, get_warp_matrix
-from .detectors import as_boxes, build_detector, sanitize_boxes
+from .detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, sanitize_boxes
 from .evaluation.metrics import rescore
 from .hub import (DEFAULT_PRETRAINED, WEIGHTS_DIR, default_model, list_pretrained, load_state, model_state,
                   resolve_checkpoint, shipped_weights, state_num_joints)
 from .models import create_model, list_models
+from .results import PoseResult, Results
 
-__all__ = ["PoseEstimator", "PoseResult", "ModelRef", "resolve_model", "UntrainedWeightsWarning", "load_image",
+__all__ = ["PoseEstimator", "PoseResult", "Results", "NonFiniteWarning", "ModelRef", "resolve_model",
+           "UntrainedWeightsWarning", "load_image",
            "default_skeleton", "resolve_checkpoint", "list_pretrained", "default_model", "DEFAULT_PRETRAINED",
            "WEIGHTS_DIR"]
 
@@ -69,33 +77,16 @@ class UntrainedWeightsWarning(UserWarning):
     """The estimator runs randomly initialised weights: its keypoints are meaningless."""
 
 
-@dataclass(frozen=True)
-class PoseResult:
-    """One person. ``keypoints`` (K, 2) float32 (x, y) image pixels; ``scores`` (K,) float32
-    (heatmap maxima, ~0..1 for a trained model); ``box`` [x, y, w, h] the person box used;
-    ``score`` the person score (box score x mean keypoint score above 0.2, the standard top-down
-    rescoring, 0 when no keypoint passes); ``skeleton`` the layout name;
-    ``track_id`` set by :class:`stnet.tracking.Tracker` in videos."""
-
-    keypoints: np.ndarray
-    scores: np.ndarray
-    box: tuple[float, float, float, float]
-    score: float
-    skeleton: str
-    track_id: int | None = None
-
-    def to_dict(self, ndigits: int = 2) -> dict[str, Any]:
-        d = {"keypoints": np.round(self.keypoints.astype(np.float64), ndigits).tolist(),
-             "scores": np.round(self.scores.astype(np.float64), 4).tolist(),
-             "box": [round(float(v), ndigits) for v in self.box], "score": round(float(self.score), 4)}
-        if self.track_id is not None:
-            d["track_id"] = int(self.track_id)
-        return d
+class NonFiniteWarning(UserWarning):
+    """A person's heatmaps were not finite (NaN / inf weights or backend output); it was dropped."""
 
 
-def load_image(image: Any, color: str = "rgb") -> np.ndarray:
-    """Any supported input (see the module docstring) -> contiguous RGB ``uint8 (H, W, 3)``."""
-    color = color.lower()
+def load_image(image: Any, color: str | None = None) -> np.ndarray:
+    """Any supported input (see the module docstring) -> contiguous RGB ``uint8 (H, W, 3)`` (the
+    order used inside the package). ``color`` is the channel order of a numpy array: ``None`` /
+    ``"bgr"`` (default, OpenCV's) or ``"rgb"``; files and PIL images carry their own order, so
+    ``color`` only applies to them when it contradicts nothing (it is ignored)."""
+    color = "bgr" if color is None else color.lower()
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
     if isinstance(image, (str, os.PathLike)):
@@ -125,6 +116,13 @@ def load_image(image: Any, color: str = "rgb") -> np.ndarray:
     if color == "bgr":
         arr = arr[..., ::-1]
     return np.ascontiguousarray(arr)
+
+
+def _is_batch(image: Any) -> bool:
+    """A list / tuple of images or a ``(B, H, W, 3)`` array (a single image is 2-D or 3-D)."""
+    if isinstance(image, (list, tuple)):
+        return True
+    return isinstance(image, np.ndarray) and image.ndim == 4
 
 
 def default_skeleton(num_joints: int) -> str:
@@ -281,9 +279,12 @@ class PoseEstimator:
             (default: torch, onnxruntime for an ``.onnx`` file).
         device: ``"cpu"``, ``"cuda"``, ... (for a backend built by name).
         flip_test: average with the mirrored crops' heatmaps (2x the compute).
-        detector: person boxes when a call passes ``boxes=None``: ``"whole"`` (default), ``"hog"``
-            or a callable returning boxes (see :mod:`stnet.detectors`).
-        max_batch: crops per forward pass.
+        detector: person boxes when a call passes ``boxes=None``: ``"whole"`` (default, the same as
+            ``stnet predict``'s), ``"hog"``, an exported ONNX detector's path, or a callable returning
+            boxes (see :mod:`stnet.detectors`).
+        max_batch: crops per forward pass (all crops of a call, across its images, are batched).
+        det_score, det_nms: detector boxes scoring below ``det_score`` are dropped, then greedy NMS
+            at IoU ``det_nms`` (1 disables it); boxes passed by the caller are used as given.
         bbox_padding: the box is enlarged by this factor (1.25, as in training).
     """
 
@@ -292,7 +293,8 @@ class PoseEstimator:
                  input_size: Sequence[int] | None = None, codec: CodecConfig | None = None,
                  model_overrides: dict | None = None, backend: str | Backend | None = None,
                  device: str | torch.device = "cpu", flip_test: bool = False, detector: str | Callable | None = None,
-                 max_batch: int = 32, bbox_padding: float = 1.25) -> None:
+                 max_batch: int = 32, bbox_padding: float = 1.25, det_score: float = DEFAULT_DET_SCORE,
+                 det_nms: float = DEFAULT_DET_NMS) -> None:
         ref = resolve_model(model, weights, skeleton=skeleton, input_size=input_size, codec=codec,
                             model_overrides=model_overrides)
         if backend is None:
@@ -307,6 +309,7 @@ class PoseEstimator:
         self.flip_test, self.max_batch = bool(flip_test), max(1, int(max_batch))
         self.bbox_padding = float(bbox_padding)
         self.detector = build_detector(detector)
+        self.det_score, self.det_nms = float(det_score), float(det_nms)
         self.input_size = tuple(int(v) for v in backend.input_size)
         self.skeleton = self._skeleton(ref.skeleton)
         self.codec_config = ref.codec or CodecConfig()
@@ -390,27 +393,86 @@ class PoseEstimator:
             inv[i] = get_warp_matrix(center[i], scale[i], 0.0, (h, w), unbiased=self.unbiased, inverse=True)
         return crops, inv
 
-    def __call__(self, image: Any, boxes: Any = None, *, color: str = "rgb", box_format: str = "xywh"
-                 ) -> list[PoseResult]:
-        """Poses of the persons in ``image`` (one :class:`PoseResult` per usable box)."""
-        img = load_image(image, color)
-        if boxes is None:
-            b = as_boxes(self.detector(img))
-        else:
-            b = as_boxes(boxes, box_format)
-        b, _ = sanitize_boxes(b, img.shape[:2])
-        if len(b) == 0:
-            return []
-        crops, inv = self.crops(img, b)
-        hm = self.heatmaps(crops)
-        kp, sc = self.codec.decode(hm)
-        kp = np.asarray(kp, np.float64)
-        img_kp = np.einsum("nij,nkj->nki", inv[..., :2], kp) + inv[:, None, :, 2]
-        sc = np.asarray(sc, np.float32)
-        person = rescore(b[:, 4], sc)
-        boxes = [(float(x), float(y), float(w), float(h)) for x, y, w, h in b[:, :4]]
-        return [PoseResult(img_kp[i].astype(np.float32), sc[i], boxes[i], float(person[i]), self.skeleton.name)
-                for i in range(len(b))]
+    def __call__(self, image: Any, boxes: Any = None, *, color: str | None = None, box_format: str = "xywh"
+                 ) -> Any:
+        """Poses of the persons in ``image``: a :class:`Results` (a list of :class:`PoseResult`,
+        one per usable box). For a batch (a list of images or a ``(B, H, W, 3)`` array) a list of
+        :class:`Results`, with ``boxes`` None or one entry (boxes or None) per image.
+        ``color``: channel order of numpy arrays (default ``"bgr"``, see docs/conventions.md)."""
+        if _is_batch(image):
+            images = list(image)
+            per_image = [None] * len(images) if boxes is None else list(boxes)
+            if len(per_image) != len(images):
+                raise ValueError(f"boxes has {len(per_image)} entries for {len(images)} images; pass one per image "
+                                 "(None: the detector's)")
+            return self._run(images, per_image, color, box_format)
+        return self._run([image], [boxes], color, box_format)[0]
+
+    def stream(self, images: Iterable[Any], boxes: Iterable[Any] | None = None, *, color: str | None = None,
+               box_format: str = "xywh", chunk: int | None = None) -> Iterator[Results]:
+        """Generator form of a batch call for long folders and videos: reads ``chunk`` images
+        (default ``max_batch``) at a time from the iterable, runs their crops together and yields
+        one :class:`Results` per image, in order, so memory stays bounded."""
+        chunk = max(1, int(chunk or self.max_batch))
+        box_iter = iter(boxes) if boxes is not None else None
+        pending: list[Any] = []
+        pending_boxes: list[Any] = []
+        for img in images:
+            pending.append(img)
+            pending_boxes.append(next(box_iter, None) if box_iter is not None else None)
+            if len(pending) == chunk:
+                yield from self._run(pending, pending_boxes, color, box_format)
+                pending, pending_boxes = [], []
+        if pending:
+            yield from self._run(pending, pending_boxes, color, box_format)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Person boxes ``(N, 5)`` of an RGB image from ``detector``, filtered by ``det_score`` and
+        NMS at IoU ``det_nms`` (the same defaults as ``stnet predict``)."""
+        return filter_detections(as_boxes(self.detector(image)), self.det_score, self.det_nms)
+
+    def _run(self, images: Sequence[Any], boxes: Sequence[Any], color: str | None, box_format: str
+             ) -> list[Results]:
+        """Load, box, crop all images; one pass of all crops through the backend; split back."""
+        imgs = [load_image(im, color) for im in images]
+        per_image = []
+        for img, bx in zip(imgs, boxes):
+            b = self.detect(img) if bx is None else as_boxes(bx, box_format)
+            per_image.append(sanitize_boxes(b, img.shape[:2])[0])
+        crops, inv = [], []
+        for img, b in zip(imgs, per_image):
+            if len(b):
+                c, m = self.crops(img, b)
+                crops.append(c)
+                inv.append(m)
+        out = []
+        if crops:
+            hm = self.heatmaps(np.concatenate(crops, 0))
+            finite = np.isfinite(hm).reshape(len(hm), -1).all(1)
+            kp, sc = self.codec.decode(np.where(np.isfinite(hm), hm, 0.0).astype(np.float32))
+            kp = np.asarray(kp, np.float64)
+            inv_all = np.concatenate(inv, 0)
+            img_kp = (np.einsum("nij,nkj->nki", inv_all[..., :2], kp) + inv_all[:, None, :, 2]).astype(np.float32)
+            sc = np.asarray(sc, np.float32)
+        start = 0
+        for i, (img, b) in enumerate(zip(imgs, per_image)):
+            persons = []
+            if len(b):
+                sl = slice(start, start + len(b))
+                start += len(b)
+                person = rescore(b[:, 4], sc[sl])
+                for j, ok in enumerate(finite[sl]):
+                    if not ok:
+                        warnings.warn(f"{_name(images[i])}: the heatmaps of the person in box "
+                                      f"{np.round(b[j, :4], 1).tolist()} are not finite (NaN / inf weights?); "
+                                      "person dropped", NonFiniteWarning, stacklevel=3)
+                        continue
+                    x, y, w, h = (float(v) for v in b[j, :4])
+                    persons.append(PoseResult(img_kp[sl][j], sc[sl][j], (x, y, w, h), float(person[j]),
+                                              self.skeleton.name))
+            path = str(images[i]) if isinstance(images[i], (str, os.PathLike)) else None
+            out.append(Results(persons, img, self.skeleton, path=path, untrained=self.untrained))
+        return out
 
     predict = __call__
 
@@ -428,6 +490,10 @@ class PoseEstimator:
             setattr(new, k, v)
         return new
 
+
+
+def _name(image: Any) -> str:
+    return str(image) if isinstance(image, (str, os.PathLike)) else "image"
 
 
 def _ref_options(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Person ids across video frames and keypoint smoothing.
 
-:class:`Tracker` assigns each :class:`~stnet.inference.PoseResult` of a frame a ``track_id`` by
-greedy matching to the previous frames' tracks on a similarity that is the box IoU, or the OKS of
-the keypoints (``metric="oks"``, uses the skeleton's OKS sigmas). Unmatched persons start new
+:class:`Tracker` assigns each :class:`~stnet.results.PoseResult` of a frame a ``track_id`` by
+optimal (Hungarian, ``scipy.optimize.linear_sum_assignment``) matching to the previous frames'
+tracks on a similarity that is the box IoU, or the OKS of the keypoints (``metric="oks"``, uses the
+skeleton's OKS sigmas); pairs below ``threshold`` are not matched. Unmatched persons start new
 tracks; tracks unseen for ``max_age`` frames are dropped. This is the simple baseline used by
 top-down video pipelines (e.g. SimpleBaseline's flow-free variant): fine for a few well-separated
 persons, it swaps ids when people cross or occlude each other.
@@ -18,6 +19,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .detectors import box_iou
 from .evaluation.metrics import keypoint_similarity
@@ -72,24 +74,30 @@ class _Track:
 
 
 class Tracker:
-    """Greedy IoU / OKS tracker with optional one-euro smoothing (see the module docstring).
+    """Hungarian IoU / OKS tracker with optional one-euro smoothing (see the module docstring).
 
     Args:
         metric: ``"iou"`` (boxes) or ``"oks"`` (keypoints).
         threshold: minimum similarity to continue a track.
         max_age: frames a track survives unseen.
         smooth: apply a :class:`OneEuroFilter` per track to keypoints (and boxes stay raw).
+        min_cutoff, beta, d_cutoff: the one-euro parameters (Hz; ``stnet predict --smooth-min-cutoff``,
+            ``--smooth-beta``, ``--smooth-d-cutoff``).
         sigmas: OKS sigmas for ``metric="oks"`` (default 0.05 for every keypoint).
         fps: frame rate used as the filter's time base.
     """
 
     def __init__(self, metric: str = "iou", threshold: float = 0.3, max_age: int = 30, smooth: bool = False,
                  min_cutoff: float = 1.0, beta: float = 0.01, sigmas: Sequence[float] | None = None,
-                 fps: float = 30.0) -> None:
+                 fps: float = 30.0, d_cutoff: float = 1.0) -> None:
         if metric not in ("iou", "oks"):
             raise ValueError(f"metric must be 'iou' or 'oks', got {metric!r}")
         self.metric, self.threshold, self.max_age = metric, float(threshold), int(max_age)
         self.smooth, self.min_cutoff, self.beta = bool(smooth), float(min_cutoff), float(beta)
+        self.d_cutoff = float(d_cutoff)
+        if min(self.min_cutoff, self.d_cutoff) <= 0 or self.beta < 0:
+            raise ValueError(f"one-euro parameters must be min_cutoff > 0, d_cutoff > 0, beta >= 0; got "
+                             f"{min_cutoff}, {d_cutoff}, {beta}")
         self.sigmas = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.tracks: list[_Track] = []
@@ -107,23 +115,18 @@ class Tracker:
         when ``smooth``), in the input order."""
         self.frame = self.frame + 1 if frame is None else int(frame)
         self.tracks = [t for t in self.tracks if self.frame - t.last_seen <= self.max_age]
-        pairs = sorted(((self._sim(t, p), ti, pi) for ti, t in enumerate(self.tracks)
-                        for pi, p in enumerate(persons)), reverse=True)
-        used_t, assigned = set(), {}
-        for s, ti, pi in pairs:
-            if s < self.threshold:
-                break
-            if ti in used_t or pi in assigned:
-                continue
-            used_t.add(ti)
-            assigned[pi] = self.tracks[ti]
+        assigned = {}
+        if self.tracks and persons:
+            sim = np.array([[self._sim(t, p) for p in persons] for t in self.tracks])
+            rows, cols = linear_sum_assignment(sim, maximize=True)
+            assigned = {int(pi): self.tracks[ti] for ti, pi in zip(rows, cols) if sim[ti, pi] >= self.threshold}
         out = []
         t = self.frame / self.fps
         for pi, p in enumerate(persons):
             track = assigned.get(pi)
             if track is None:
                 track = _Track(self._next_id, np.asarray(p.box, float), np.asarray(p.keypoints, float), self.frame,
-                               OneEuroFilter(self.min_cutoff, self.beta) if self.smooth else None)
+                               OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff) if self.smooth else None)
                 self._next_id += 1
                 self.tracks.append(track)
             kps = p.keypoints

@@ -38,14 +38,31 @@ def _estimator(spec: str, args: argparse.Namespace, **kw):
 
 
 # ------------------------------------------------------------------------------------------ predict
+def _check_device(device: str) -> None:
+    """One line for a device torch cannot use, before a model is built."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: not a device (expected cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if dev.index is not None and dev.index >= n or n == 0:
+            raise ValueError(f"--device {device}: this machine has {n} CUDA device(s)"
+                             + (f" (cuda:0 .. cuda:{n - 1})" if n else "; use --device cpu"))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from stnet.apps.predict import classify_input, run_predict
     from stnet.detectors import build_detector, load_boxes_file
 
     classify_input(args.input)  # fail early on a missing input, before loading the model
-    boxes = load_boxes_file(args.boxes, args.ann, min_score=args.box_score) if args.boxes else None
-    if args.ann and not args.boxes:
-        raise ValueError("--ann is only used with --boxes (a COCO detection-results json)")
+    _check_device(args.device)
+    if args.ann and not args.boxes and args.format != "coco":
+        raise ValueError("--ann is only used with --boxes (a COCO detection-results json) or --format coco")
+    boxes = load_boxes_file(args.boxes, args.ann, min_score=args.det_score, nms_iou=args.det_nms) \
+        if args.boxes else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         detector = build_detector(args.detector) if not boxes else None
@@ -56,21 +73,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         args.model = default_model()
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
-                     detector=detector)
+                     detector=detector, det_score=args.det_score, det_nms=args.det_nms, max_batch=args.batch)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
           f"{args.backend}), boxes: {'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
     out_dir = Path(args.output_dir)
     threshold = args.threshold if args.threshold is not None else (-1.0 if est.untrained else 0.3)
-    s = run_predict(est, args.input, output_dir=out_dir, json_out=Path(args.json_out) if args.json_out else None,
+    s = run_predict(est, args.input, output_dir=out_dir, json_out=args.json_out,
                     boxes=boxes, threshold=threshold, render_images=not args.no_render, show=args.show,
                     track=not args.no_track, smooth=args.smooth, track_metric=args.track_metric,
                     max_frames=args.max_frames, flush_every=args.flush_every,
-                    progress=None if not args.no_progress else False, print_fn=lambda m: print(m, file=sys.stderr))
+                    progress=None if not args.no_progress else False, print_fn=lambda m: print(m, file=sys.stderr),
+                    fmt=args.format, ann=args.ann, detect_every=args.detect_every,
+                    min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff)
     unit = "frame" if s["kind"] in ("video", "webcam") else "image"
-    print(f"stnet predict: {s['inputs']} {unit}(s), {s['persons']} person(s)"
-          + (f", {len(s['skipped'])} skipped" if s["skipped"] else "")
-          + (f", {s['missing_boxes']} image(s) not in --boxes (no persons)" if s["missing_boxes"] else "")
-          + f"; json: {s['json']}" + (f"; overlays: {out_dir}" if s["outputs"] else ""))
+    if s["unused_boxes"]:
+        u = s["unused_boxes"]
+        print(f"stnet predict: {len(u)} --boxes entr{'y' if len(u) == 1 else 'ies'} name no file of {args.input}: "
+              + ", ".join(u[:5]) + (" ..." if len(u) > 5 else ""), file=sys.stderr)
+    if s["no_image_id"]:
+        n = s["no_image_id"]
+        print(f"stnet predict: {len(n)} image(s) have no image id in --ann and are not in the COCO results: "
+              + ", ".join(n[:5]) + (" ..." if len(n) > 5 else ""), file=sys.stderr)
+    line = (f"stnet predict: {s['inputs']} {unit}(s), {s['persons']} person(s)"
+            + (f", {len(s['skipped'])} skipped" if s["skipped"] else "")
+            + (f", {s['missing_boxes']} image(s) not in --boxes (no persons)" if s["missing_boxes"] else "")
+            + f"; json: {s['json']}" + (f"; overlays: {out_dir}" if s["outputs"] else ""))
+    if s["interrupted"]:
+        print(f"stnet predict: interrupted; saved the results of {s['inputs']} {unit}(s) to {s['json']}"
+              + (f" and {len(s['outputs'])} overlay file(s) under {out_dir}" if s["outputs"] else ""), file=sys.stderr)
+        return 130
+    # The summary goes to stderr when the json itself is on stdout.
+    print(line, file=sys.stderr if s["json"] == "-" else sys.stdout)
     if est.untrained:
         print("stnet predict: (untrained weights: the keypoints drawn are random)", file=sys.stderr)
     return 0 if s["inputs"] or not s["skipped"] else 1
@@ -116,6 +149,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from stnet.detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE
+
     p = sub.add_parser("predict", help="pose estimation on an image, folder, video or webcam",
                        description="Estimate poses; writes overlays and a json of keypoints (see docs/inference.md).")
     p.add_argument("input", help="image file, folder of images, video file, or webcam index (0)")
@@ -124,16 +159,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "file, run directory, or exported .onnx (default: the shipped weights, "
                         "stnet.inference.default_model())")
     _add_model_args(p)
-    p.add_argument("--detector", default="auto", choices=["auto", "hog", "whole"],
-                   help="person boxes when --boxes is not given: OpenCV's HOG people detector (upright, "
-                        "unoccluded people only; needs OpenCV 4.x), the whole image, or auto (default: HOG when "
-                        "available, else whole image)")
+    p.add_argument("--detector", default=None, metavar="whole|hog|auto|DET.onnx",
+                   help="person boxes when --boxes is not given (default: whole, as in the Python API): the "
+                        "whole image (right for one person filling the photo); hog, OpenCV's HOG people "
+                        "detector (finds upright, unoccluded people over ~100 px only: it found 3 of 17 people "
+                        "on four COCO photos; needs OpenCV 4.x); auto (hog when available); or an exported ONNX "
+                        "detector: RTMDet/YOLOX as rtmlib/mmdeploy export them, YOLOv8/YOLO11 as ultralytics "
+                        "does (docs/inference.md)")
     p.add_argument("--boxes", default=None, help="json {image file name: [[x, y, w, h(, score)], ...]} or a COCO "
                                                  "detection-results json (with --ann)")
-    p.add_argument("--ann", default=None, help="COCO annotation json mapping image ids to file names (for --boxes)")
-    p.add_argument("--box-score", type=float, default=0.0, help="ignore --boxes entries scoring below this")
+    p.add_argument("--ann", default=None, help="COCO annotation json: image ids of --boxes detections and of "
+                                               "--format coco results")
+    p.add_argument("--det-score", "--box-score", dest="det_score", type=float, default=DEFAULT_DET_SCORE,
+                   help=f"drop detector / --boxes boxes scoring below this (default {DEFAULT_DET_SCORE})")
+    p.add_argument("--det-nms", type=float, default=DEFAULT_DET_NMS, metavar="IOU",
+                   help=f"merge detector / --boxes boxes overlapping above this IoU (default {DEFAULT_DET_NMS}; "
+                        "1: off)")
+    p.add_argument("--format", default="stnet", choices=["stnet", "coco"],
+                   help="json layout: stnet (header + images / frames, default) or coco (a keypoint-results list "
+                        "that stnet score and pycocotools read; image ids from --ann)")
+    p.add_argument("--batch", type=int, default=32, help="person crops per forward pass (default 32)")
+    p.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="video: run the detector every N frames; between them the previous frame's persons "
+                        "give the boxes (default 1)")
     p.add_argument("--output-dir", default="runs/predict", help="overlays and json go here (default runs/predict)")
-    p.add_argument("--json-out", default=None, help="results json (default OUTPUT_DIR/predictions.json)")
+    p.add_argument("--json-out", default=None,
+                   help="results json (default OUTPUT_DIR/predictions.json; - prints it to stdout)")
     p.add_argument("--threshold", type=float, default=None,
                    help="draw keypoints scoring above this (default 0.3; with untrained weights all are drawn)")
     p.add_argument("--flip", action="store_true", help="flip test (2x compute, a little more accurate)")
@@ -144,6 +195,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-track", action="store_true", help="video: do not track person ids")
     p.add_argument("--track-metric", default="iou", choices=["iou", "oks"])
     p.add_argument("--smooth", action="store_true", help="video: one-euro smoothing of tracked keypoints")
+    p.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ",
+                   help="one-euro min cut-off (lower: smoother when still; default 1.0)")
+    p.add_argument("--smooth-beta", type=float, default=0.01, help="one-euro beta (higher: less lag; default 0.01)")
+    p.add_argument("--smooth-d-cutoff", type=float, default=1.0, metavar="HZ",
+                   help="one-euro derivative cut-off (default 1.0)")
     p.add_argument("--max-frames", type=int, default=None, help="video/webcam: stop after N frames")
     p.add_argument("--flush-every", type=int, default=20, metavar="N",
                    help="rewrite the json every N images / frames, and at the end (default 20; 0: only at the end)")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
+from pathlib import Path
 
 __all__ = ["register", "cmd_score"]
 
@@ -11,8 +14,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .coco import score_results
     from .tables import format_coco_table
 
-    score = score_results(args.gt, args.pred, sigmas=args.sigmas, category_id=args.category_id,
-                          unknown_images="skip" if args.skip_unknown_images else "error")
+    pred = args.pred
+    with tempfile.TemporaryDirectory() as tmp:
+        if pred == "-":  # `stnet predict DIR --format coco --json-out - | stnet score --pred -`
+            pred = Path(tmp) / "stdin.json"
+            pred.write_text(sys.stdin.read(), encoding="utf-8")
+        score = score_results(args.gt, pred, sigmas=args.sigmas, category_id=args.category_id,
+                              unknown_images="skip" if args.skip_unknown_images else "error")
     if args.json:
         # Exactly one object, nothing else on stdout: scripts parse it.
         print(json.dumps(score.metrics))
@@ -32,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "pycocotools' COCOeval and print AP/AR like the paper's Table V.")
     p.add_argument("--gt", required=True, metavar="ANNOTATIONS.json", help="COCO-format keypoint annotations")
     p.add_argument("--pred", required=True, metavar="RESULTS.json",
-                   help="results: a list of {image_id, category_id, keypoints: [x, y, score, ...], score}")
+                   help="results: a list of {image_id, category_id, keypoints: [x, y, score, ...], score} "
+                        "(- reads it from stdin)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL")
     p.add_argument("--sigmas", default=None, metavar="SKELETON|FILE",
