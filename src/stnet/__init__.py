@@ -4,8 +4,8 @@ Conventions used everywhere (see docs/conventions.md): image sizes are (H, W); k
 (N, K, 2) arrays of (x, y) in image pixels; heatmaps are (B, K, h, w).
 """
 from .models import STNet, STNetConfig, create_model, list_models, register_model
-from .inference import PoseEstimator, PoseResult
+from .inference import PoseEstimator, PoseResult, Results
 
 __version__ = "0.1.0"
-__all__ = ["STNet", "STNetConfig", "PoseEstimator", "PoseResult", "create_model", "list_models", "register_model",
-           "__version__"]
+__all__ = ["STNet", "STNetConfig", "PoseEstimator", "PoseResult", "Results", "create_model", "list_models",
+           "register_model", "__version__"]

@@ -162,8 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default=None, metavar="whole|hog|auto|DET.onnx",
                    help="person boxes when --boxes is not given (default: whole, as in the Python API): the "
                         "whole image (right for one person filling the photo); hog, OpenCV's HOG people "
-                        "detector (finds upright, unoccluded people over ~100 px only: it found 3 of 17 people "
-                        "on four COCO photos; needs OpenCV 4.x); auto (hog when available); or an exported ONNX "
+                        "detector (finds upright, unoccluded people over ~100 px only; needs OpenCV 4.x); "
+                        "auto (hog when available); or an exported ONNX "
                         "detector: RTMDet/YOLOX as rtmlib/mmdeploy export them, YOLOv8/YOLO11 as ultralytics "
                         "does (docs/inference.md)")
     p.add_argument("--boxes", default=None, help="json {image file name: [[x, y, w, h(, score)], ...]} or a COCO "

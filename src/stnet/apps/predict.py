@@ -377,7 +377,7 @@ def _run_video(est, inp, kind, output_dir, json_out, summary, *, threshold, rend
     frames: list[dict[str, Any]] = []
     h, w = frame.shape[:2]
     doc = _header(est, video={"file": str(inp), "fps": round(float(fps), 3), "height": h, "width": w}, frames=frames)
-    ended = False
+    ended, failure = False, None  # type: tuple[bool, Exception | None]
     with contextlib.ExitStack() as stack:
         tmp_video = stack.enter_context(atomic_write(out_video, suffix=".mp4")) if render_images else None
         writer = _video_writer(tmp_video, fps, frame, print_fn) if tmp_video is not None else None
@@ -413,6 +413,8 @@ def _run_video(est, inp, kind, output_dir, json_out, summary, *, threshold, rend
                     break
         except KeyboardInterrupt:  # keep the video so far: it is complete up to here
             summary["interrupted"] = True
+        except Exception as e:  # a failure: keep the video and json so far too, then report it
+            failure = e
         finally:
             cap.release()
             if hasattr(bar, "close"):
@@ -420,10 +422,20 @@ def _run_video(est, inp, kind, output_dir, json_out, summary, *, threshold, rend
             if writer is not None:
                 writer.release()
             atomic_write_json(json_out, doc)
-    if ended and count and idx < count:
-        summary["frames_lost"] = count - idx
-        print_fn(f"stnet predict: video {inp}: read {idx} of the {count} frames its header announces; "
-                 f"{count - idx} frame(s) lost (truncated or damaged file)")
-    if writer is not None:
-        summary["outputs"].append(str(out_video))
+    _finish_video(inp, summary, print_fn, read=idx, announced=count if ended else None,
+                  video=out_video if writer is not None else None, failure=failure)
+
+
+def _finish_video(inp: str, summary: dict[str, Any], print_fn, *, read: int, announced: int | None,
+                  video: Path | None, failure: Exception | None) -> None:
+    """Report frames lost (the file ended before the count its header announces), the video
+    written, and re-raise a failure once everything so far is saved."""
+    if announced and read < announced:
+        summary["frames_lost"] = announced - read
+        print_fn(f"stnet predict: video {inp}: read {read} of the {announced} frames its header announces; "
+                 f"{announced - read} frame(s) lost (truncated or damaged file)")
+    if video is not None:
+        summary["outputs"].append(str(video))
+    if failure is not None:
+        raise failure
 
