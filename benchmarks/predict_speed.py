@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -114,7 +115,9 @@ def main() -> None:
         for name, spec in detectors.items():
             rows[name] = run(est.with_options(detector=spec), video, tmp_path / name.replace(" ", "_"))
             print(name, rows[name], file=sys.stderr)
-    result = {"cpu": cpu_info().describe(), "torch": torch.__version__, "python": platform.python_version(),
+    load = os.getloadavg()[0]
+    result = {"cpu": cpu_info().describe(), "load_average_1min_at_end": round(load, 1),
+              "torch": torch.__version__, "python": platform.python_version(),
               "threads": args.threads, "model": est.source,
               "video": f"{args.frames} frames, 480x360 (a pan across demo.jpg)",
               "command": f"python benchmarks/predict_speed.py --frames {args.frames} --threads {args.threads}",
@@ -123,7 +126,9 @@ def main() -> None:
     (OUT / "predict_speed.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"# `stnet predict` end to end on a video ({result['video']})", "",
              f"CPU: {result['cpu']}; torch {result['torch']}; {args.threads} threads; model {est.source}.",
-             f"Command: `{result['command']}`", "",
+             f"Command: `{result['command']}`",
+             f"1-minute load average at the end: {load:.1f} on {os.cpu_count()} cores (other jobs share the CPU "
+             "when it exceeds the core count: the times are then upper bounds).", "",
              "| boxes | fps | detection ms/frame | pose ms/frame | drawing ms/frame | other ms/frame |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
