@@ -265,3 +265,102 @@ def test_persistent_workers_see_the_epoch(syn):
     assert not torch.equal(batches[0][0], batches[0][1])  # a new epoch draws new augmentation
     for e in range(2):
         assert torch.equal(batches[0][e], batches[2][e])
+
+
+FAST = ["--set", "runtime.max_iters_per_epoch=1", "--set", "eval.flip_test=false"]
+
+
+def test_nan_loss_lock_ctrl_c_and_resume_rules(tmp_path, syn, capsys, monkeypatch):
+    # issue 12 items 6, 7, 8, 9: a diverging loss, a locked folder, Ctrl-C, --resume with changed settings
+    import yaml
+
+    import stnet.engine.train as train_mod
+
+    out = tmp_path / "run"
+    cfg = str(recipe(tmp_path, syn, out))
+    real_forward, calls = train_mod.HeatmapLoss.forward, [0]
+
+    def diverging(self, *a, **k):
+        calls[0] += 1
+        loss = real_forward(self, *a, **k)
+        return loss * float("nan") if calls[0] == 2 else loss  # epoch 2, first iteration
+
+    monkeypatch.setattr(train_mod.HeatmapLoss, "forward", diverging)
+    assert stnet_main(["train", cfg, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"stnet train: error: loss became NaN at epoch 2 iter 1; lower optim.lr (or set runtime.grad_clip, "
+                   f"or check the data); {out / 'last.pt'} holds epoch 1 (continue with --resume auto)\n")
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and not (out / ".lock").exists()
+    monkeypatch.undo()
+    config_yaml = (out / "config.yaml").read_text()
+
+    assert stnet_main(["train", cfg, *FAST, "--resume", "auto", "--set", "optim.lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {out / 'last.pt'}: cannot resume exactly with changed optim.lr: 0.001 -> 0.5" in err
+
+    (out / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": __import__("socket").gethostname()}))
+    assert stnet_main(["train", cfg, *FAST, "--resume", "auto"]) == 2
+    assert f"stnet train: error: run folder {out} is in use by another training (pid {os.getppid()}" \
+        in capsys.readouterr().err
+    (out / ".lock").unlink()
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", ctrl_c)
+    assert stnet_main(["train", cfg, *FAST, "--resume", "auto"]) == 130
+    assert capsys.readouterr().err == (f"stnet train: interrupted (Ctrl-C): training stopped; {out / 'last.pt'} "
+                                       "holds epoch 1 (continue with --resume auto)\n")
+    monkeypatch.undo()
+
+    # best.pt lost (e.g. its write failed on a full disk) and a temp file of a killed write left over
+    (out / "best.pt").unlink()
+    (out / ".last.pt.abcd.tmp").write_bytes(b"\0" * 1000)
+    assert stnet_main(["train", cfg, *FAST, "--resume", "auto", "--set", "runtime.log_interval=2"]) == 0
+    assert f"note: removed {out / '.last.pt.abcd.tmp'}" in capsys.readouterr().out
+    assert (out / "config.yaml").read_text() == config_yaml  # never rewritten to claim the new value
+    changes = yaml.safe_load((out / "config_changes.yaml").read_text())
+    assert changes[0]["resumed_after_epoch"] == 1
+    assert changes[0]["changes"] == {"runtime.log_interval": {"old": 1, "new": 2}}
+    assert load_checkpoint(out / "best.pt")["epoch"] == 2 and load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
+
+
+def test_validation_survives_a_failure_and_unreadable_images(tmp_path, capsys, monkeypatch):
+    # issue 12 item 3: last.pt is saved before validating; an unreadable val image is skipped and counted
+    import stnet.engine.train as train_mod
+
+    root = tmp_path / "data"
+    make_synthetic_coco(root, num_images=6, image_size=(80, 64))
+    bad = sorted((root / "images").iterdir())[0]
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "run"
+    cfg = str(recipe(tmp_path, root, out))
+
+    def broken(*a, **k):
+        raise RuntimeError("validation crashed")
+
+    monkeypatch.setattr(train_mod, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="validation crashed"):
+        stnet_main(["train", cfg, *FAST])
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 1 and ck["pending_validation"]["epoch"] == 1
+    monkeypatch.undo()
+
+    with pytest.warns(RuntimeWarning, match=rf"{bad}: unreadable image, its person\(s\) are not scored"):
+        assert stnet_main(["train", cfg, *FAST, "--resume", "auto"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1 was saved before its validation finished; validating it now" in printed
+    assert "WARNING: 1 person(s) on 1 unreadable image(s) were not scored" in printed
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2]
+    assert all(r["val"]["unreadable_images"] == 1 and r["val"]["unscored_persons"] == 1 for r in recs)
+    assert json.loads((out / "eval" / "metrics.json").read_text())["metrics"]["unreadable_images"] == 1
+
+    with pytest.warns(RuntimeWarning, match="unreadable image"):
+        assert stnet_main(["eval", cfg, "--checkpoint", str(out / "last.pt"), "--json", *FAST]) == 0
+    assert '"unreadable_images": 1' in capsys.readouterr().out
+    with pytest.warns(RuntimeWarning, match="unreadable image"):
+        assert stnet_main(["eval", cfg, "--checkpoint", str(out / "last.pt"), *FAST,
+                           "--set", "val.max_bad_images=0"]) == 2
+    assert "1 unreadable validation images (max_bad_images=0)" in capsys.readouterr().err

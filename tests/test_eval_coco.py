@@ -372,3 +372,53 @@ def test_process_accepts_torch_tensors():
                keypoint_scores=torch.as_tensor(p["keypoint_scores"]), image_ids=torch.as_tensor(p["image_ids"]),
                box_scores=torch.ones(len(p["image_ids"])))
     assert ev.evaluate()["AP"] > 0.99  # float32 rounding of GT coordinates only
+
+
+def _small_gt_and_results() -> tuple[dict, list]:
+    import copy
+
+    gt = synthetic_coco_gt(num_images=4, num_persons=5)
+    p = gt_as_predictions(gt)
+    return copy.deepcopy(gt), make_results(p["image_ids"], p["keypoints"], p["keypoint_scores"], p["box_scores"])
+
+
+def test_score_refuses_ground_truth_it_cannot_score(tmp_path: Path, capsys):
+    # issue 12: these gave an obscure numpy error, a KeyError, AP 1.0, or all -1 with exit 0
+    from stnet.cli import main as stnet_main
+    from stnet.evaluation.coco import score_results
+
+    gt, res = _small_gt_and_results()
+    assert score_results(gt, res).metrics["AP"] == pytest.approx(1.0)
+    nan_gt = json.loads(json.dumps(gt))
+    nan_gt["annotations"][1]["keypoints"][3] = float("nan")
+    with pytest.raises(ValueError, match=r"annotations\[1\] \(id 2\): NaN/inf in 'keypoints'"):
+        score_results(nan_gt, res)
+    no_crowd = json.loads(json.dumps(gt))
+    del no_crowd["annotations"][0]["iscrowd"]
+    with pytest.raises(ValueError, match=r"annotations\[0\] \(id 1\): missing 'iscrowd'"):
+        score_results(no_crowd, res)
+    str_gt = json.loads(json.dumps(gt))
+    str_gt["annotations"][2]["keypoints"][0] = "12"
+    with pytest.raises(ValueError, match=r"annotations\[2\] \(id 3\): 'keypoints' holds str '12'; expected numbers"):
+        score_results(str_gt, res)
+    empty = json.loads(json.dumps(gt))
+    empty["annotations"] = []
+    (tmp_path / "gt.json").write_text(json.dumps(empty))
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    assert stnet_main(["score", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "res.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stnet score: error: ") and "no annotations of the keypoint category 1" in err
+
+
+def test_score_refuses_string_keypoints_in_results():
+    from stnet.evaluation.coco import score_results
+
+    gt, res = _small_gt_and_results()
+    res[2]["keypoints"] = [str(v) for v in res[2]["keypoints"]]
+    with pytest.raises(ValueError, match=r"results: entry 2 \(image_id \S+\): 'keypoints' holds str '[\d.]+'; "
+                                         "expected numbers"):
+        score_results(gt, res)
+    gt, res = _small_gt_and_results()
+    res[1]["score"] = "0.9"
+    with pytest.raises(ValueError, match=r"entry 1 .*'score' holds str '0.9'"):
+        score_results(gt, res)

@@ -132,3 +132,25 @@ def test_decoding_model_torch_shapes(model):
     with torch.inference_mode():
         kp, sc = net(torch.randn(1, 3, *SIZE))
     assert kp.shape == (1, 17, 2) and sc.shape == (1, 17)
+
+
+def test_export_and_onnx_loading_errors_are_one_line(model, tmp_path, capsys):
+    # issue 12: 994 lines for --opset 5, tracebacks for -o DIR and for a corrupt or empty .onnx
+    from stnet.cli import main as stnet_main
+    from stnet.export import ort_session
+
+    with pytest.raises(ValueError, match=r"opset 5 is not supported: use 9 to 20"):
+        export_onnx(model, tmp_path / "m.onnx", SIZE, opset=5)
+    with pytest.raises(ValueError, match=rf"output {tmp_path} is a folder; give a file name"):
+        export_onnx(model, tmp_path, SIZE)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.onnx is empty \(0 bytes\)"):
+        ort_session(tmp_path / "empty.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage" * 50)
+    with pytest.raises(ValueError, match=r"bad.onnx cannot be loaded: it is corrupted, truncated or not an ONNX"):
+        ort_session(tmp_path / "bad.onnx")
+    for args in (["export", "stnet_1s", "--opset", "5"], ["export", "stnet_1s", "-o", str(tmp_path)],
+                 ["export", str(tmp_path / "bad.onnx")]):
+        assert stnet_main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"stnet {args[0]}: error: ") and err.count("\n") == 1, err

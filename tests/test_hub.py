@@ -46,3 +46,17 @@ def test_references(tmp_path: Path):
     (tmp_path / "run" / "last.pt").write_bytes(b"x")
     assert resolve_checkpoint(tmp_path / "run").name == "last.pt"
     assert resolve_weights(tmp_path / "w.pt") == tmp_path / "w.pt"  # a path is taken as given
+
+
+def test_weights_with_nan_are_refused(tmp_path: Path):
+    # issue 12: NaN weights ran and gave confident, meaningless keypoints
+    bad = {"conv.weight": torch.ones(2, 2), "head.weight": torch.tensor([1.0, float("nan"), float("inf")])}
+    torch.save(bad, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=r"nan.pt: model tensor 'head.weight' has 2 NaN/inf value\(s\) of 3"):
+        load_state(tmp_path / "nan.pt")
+    torch.save({"model": {"w": torch.ones(1)}, "ema": {"module": {"w": torch.tensor([float("nan")])}}},
+               tmp_path / "ema.pt")
+    with pytest.raises(CheckpointError, match=r"ema tensor 'module.w'"):
+        load_state(tmp_path / "ema.pt")
+    torch.save({"w": torch.ones(1), "n": torch.tensor([3])}, tmp_path / "ok.pt")
+    assert load_state(tmp_path / "ok.pt")["model"]["n"].item() == 3

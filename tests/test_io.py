@@ -42,3 +42,22 @@ def test_suffix_and_writing_nothing(tmp_path: Path):
         assert tmp.name.endswith(".mp4") and tmp.parent == tmp_path
         tmp.unlink()  # e.g. the video writer could not be opened
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_names_the_file_system_and_file(tmp_path: Path):
+    import errno
+
+    from stnet.io import DiskFullError
+
+    def full(path: Path) -> None:
+        path.write_bytes(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match=rf"^no space left on /\S* writing {tmp_path / 'last.pt'}$") as e:
+        with atomic_write(tmp_path / "last.pt") as tmp:
+            full(tmp)
+    assert e.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="not a disk problem"):  # other errors pass unchanged
+        with atomic_write(tmp_path / "x") as tmp:
+            raise ValueError("not a disk problem")

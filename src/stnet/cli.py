@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from stnet.io import DiskFullError
+
 # Modules providing `register(subparsers)`; each subcommand sets `func(args) -> int`.
 COMMAND_MODULES = (
     "stnet.models.cli",
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="stnet", description="STNet top-down human pose estimation")
     parser.add_argument("--version", action="version", version=f"stnet {__version__}")
+    # `args.command` names the subcommand in every message; no subcommand may use that dest for an
+    # option of its own (tests/test_cli.py checks).
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -40,16 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prefix = f"stnet {args.command}:"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
+    except KeyboardInterrupt as e:
+        # Files are written atomically, so what exists is complete; a command that knows more says
+        # what was saved in the exception's message (stnet train: which epoch last.pt holds).
+        print(f"{prefix} interrupted (Ctrl-C): {str(e) or 'files written so far are complete'}", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FloatingPointError, DiskFullError) as e:
         # User errors get one clear line, not a traceback; STNET_DEBUG=1 shows the traceback.
         import os
 
         if os.environ.get("STNET_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"stnet {args.command}: error: {msg}", file=sys.stderr)
+        print(f"{prefix} error: {msg}", file=sys.stderr)
         return 2
 
 

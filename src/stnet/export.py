@@ -143,6 +143,20 @@ def _model_geometry(model: nn.Module, input_size) -> tuple[tuple[int, int], int]
     return (int(input_size[0]), int(input_size[1])), k
 
 
+#: Opsets stnet's networks export to: torch's TorchScript exporter writes at most 20; below 9 it fails
+#: (9 exports STNet with and without the decoding head).
+MIN_OPSET, MAX_OPSET = 9, 20
+
+
+def check_export_args(path: Path | None, opset: int) -> None:
+    """One-line errors for an output path that is a folder and an opset the exporter cannot write
+    (torch's own errors are hundreds of lines)."""
+    if path is not None and path.is_dir():
+        raise ValueError(f"output {path} is a folder; give a file name, e.g. {path / 'model.onnx'}")
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ValueError(f"opset {opset} is not supported: use {MIN_OPSET} to {MAX_OPSET} (default 17)")
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] | None = None,
                 opset: int = 17, fold_bn: bool = True, dynamic_batch: bool = True, *,
                 decode: bool = False, with_affine: bool = False, unbiased: bool = True,
@@ -155,6 +169,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     stored in the model's ``metadata_props`` under ``stnet`` (skeleton, input size, ...).
     """
     path = Path(path)
+    check_export_args(path, opset)
     input_size, k = _model_geometry(model, input_size)
     model = fold_batchnorm(model) if fold_bn else model.eval()
     decode = decode or with_affine
@@ -214,10 +229,20 @@ def ort_session(path: str | os.PathLike, *, threads: int | None = None, provider
         import onnxruntime as ort
     except ImportError:
         raise ImportError("backend='onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from None
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"ONNX model {p} not found")
+    if p.stat().st_size == 0:
+        raise ValueError(f"ONNX model {p} is empty (0 bytes); export it again")
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = torch.get_num_threads() if threads is None else int(threads)
-    return ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
+    try:
+        return ort.InferenceSession(str(p), so, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"ONNX model {p} cannot be loaded: it is corrupted, truncated or not an ONNX "
+                         f"file ({first})") from None
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int], *, decode: bool = False,

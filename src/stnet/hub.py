@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 
 __all__ = ["WEIGHTS_DIR", "DEFAULT_PRETRAINED", "CheckpointError", "list_pretrained", "default_model", "sha256_file",
-           "shipped_weights", "is_shipped_name", "resolve_checkpoint", "resolve_weights", "load_state",
+           "shipped_weights", "is_shipped_name", "resolve_checkpoint", "resolve_weights", "load_state", "check_finite",
            "strip_prefix", "model_state", "state_num_joints"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -119,9 +119,36 @@ def load_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, 
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
     if "model" not in state:
         if state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return {"model": state}
-        raise CheckpointError(f"checkpoint {path} has no 'model' entry (keys: {sorted(state)[:8]})")
+            state = {"model": state}
+        else:
+            raise CheckpointError(f"checkpoint {path} has no 'model' entry (keys: {sorted(state)[:8]})")
+    check_finite(state, path)
     return state
+
+
+def check_finite(state: Mapping[str, Any], source: str | os.PathLike) -> None:
+    """Refuse weights with NaN/inf values (a diverged run saved by other tools, a damaged file):
+    they run without error and give confident, meaningless keypoints. Checks the floating-point
+    tensors of ``model`` and ``ema``; raises :class:`CheckpointError` naming the first bad one."""
+    for part in ("model", "ema"):
+        weights = state.get(part)
+        if not isinstance(weights, Mapping):
+            continue
+        for name, t in _tensors(weights):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                n = int((~torch.isfinite(t)).sum())
+                raise CheckpointError(f"checkpoint {source}: {part} tensor {name!r} has {n} NaN/inf value(s) "
+                                      f"of {t.numel()}; the weights are unusable (a diverged training?)")
+
+
+def _tensors(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    out: list[tuple[str, torch.Tensor]] = []
+    for k, v in d.items():
+        if isinstance(v, torch.Tensor):
+            out.append((f"{prefix}{k}", v))
+        elif isinstance(v, Mapping):  # EMA state: {"module": state_dict, "updates": ...}
+            out.extend(_tensors(v, f"{prefix}{k}."))
+    return out
 
 
 def strip_prefix(state_dict: Mapping[str, Any], prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> dict[str, Any]:

@@ -13,16 +13,61 @@ The writer fills a temporary file in the destination's folder (same file system,
 create (``0o666 & ~umask``, 0644 under the usual umask, instead of ``mkstemp``'s 0600), renamed over
 the destination and the folder is fsynced. On an exception the temporary file is removed and the
 destination is untouched: a kill at any moment leaves the old file or the new one, never half of one.
+A write that fails because the disk is full raises :class:`DiskFullError` ("no space left on DEVICE
+writing PATH") whatever the writer raised (torch reports it as "unexpected pos").
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "write_bytes", "write_text"]
+__all__ = ["atomic_write", "write_bytes", "write_text", "DiskFullError", "TMP_PREFIX", "TMP_SUFFIX"]
+
+#: Temporary files of :func:`atomic_write` are ``.<name>.<random><suffix>`` next to the destination.
+TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
+
+#: Below this many free bytes a failed write is taken for a full disk (writers such as torch.save
+#: report ENOSPC as a RuntimeError without the errno).
+_NEARLY_FULL = 1 << 20
+
+
+class DiskFullError(OSError):
+    """A write that failed for lack of space; the message names the file system and the file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        super().__init__(errno.ENOSPC, f"no space left on {_mount_point(self.path.parent)} writing {self.path}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _mount_point(folder: Path) -> str:
+    """The mount point holding ``folder`` (what ``df`` calls the file system), else the folder."""
+    try:
+        p = folder.resolve()
+        dev = p.stat().st_dev
+        while p.parent != p and p.parent.stat().st_dev == dev:
+            p = p.parent
+        return str(p)
+    except OSError:
+        return str(folder)
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, (OSError, RuntimeError)):
+        try:
+            return shutil.disk_usage(folder).free < _NEARLY_FULL
+        except OSError:
+            return False
+    return False
 
 
 def _default_mode() -> int:
@@ -45,14 +90,14 @@ def _fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_write(path: str | os.PathLike, *, suffix: str = TMP_SUFFIX) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block ends without an exception, move the
     finished file onto ``path`` (see the module docstring). ``suffix`` ends the temporary name, for
     writers that choose a format by extension (e.g. ``".mp4"`` for ``cv2.VideoWriter``). A block
     that deletes the temporary file writes nothing (``path`` is left as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -62,9 +107,12 @@ def atomic_write(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[P
         _fsync_path(tmp)
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = _disk_full(e, path.parent)  # before unlinking, which frees the space
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if full and not isinstance(e, DiskFullError):
+            raise DiskFullError(path) from e
         raise
     _fsync_path(path.parent, directory=True)  # make the rename itself durable
 

@@ -111,10 +111,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ export
 def cmd_export(args: argparse.Namespace) -> int:
-    from stnet.export import check_onnx, export_estimator
+    from stnet.export import check_export_args, check_onnx, export_estimator
 
     if args.format != "onnx":
         raise ValueError(f"unsupported export format {args.format!r} (only onnx)")
+    check_export_args(Path(args.output) if args.output else None, args.opset)  # before loading the model
     est = _estimator(args.model, args)
     stem = args.model if est.model_name == args.model else Path(str(args.model).rstrip("/")).stem
     decode = args.decode or args.with_affine

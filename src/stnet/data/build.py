@@ -91,6 +91,7 @@ def build_dataset(cfg: DataConfig, train: bool | None = None, *, check_files: bo
     kwargs: dict[str, Any] = dict(input_size=cfg.input_size, codec=codec, augment=cfg.augment if train else None,
                                   bbox_padding=cfg.bbox_padding, normalize=cfg.normalize,
                                   use_joint_weights=cfg.use_joint_weights, skip_bad_images=train,
+                                  placeholder_bad_images=not train,
                                   max_bad_images=cfg.max_bad_images, seed=cfg.seed)
     if cfg.kind == "cache":
         from .crop_cache import CropCacheDataset

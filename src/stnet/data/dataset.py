@@ -79,6 +79,10 @@ class TopDownDataset(Dataset):
         skip_bad_images: on an unreadable image, warn, count and return another sample instead
             of raising (default: when augmenting, i.e. training). More than ``max_bad_images`` in
             one process raises, since then something is wrong with the data, not a few files.
+        placeholder_bad_images: evaluation: an unreadable image gives an item with ``valid=False``
+            (a blank crop) instead of an error; the evaluation loop leaves such items out, counts
+            them and enforces ``max_bad_images`` (``stnet.engine.evaluate``). Every item carries
+            ``valid``.
         test_scales: multi-scale testing (no augmentation only): ``image`` becomes ``(S, 3, H, W)``,
             the crops of regions scaled by each factor around the same centre; ``center`` and
             ``scale`` stay those of the unscaled region, which ``align_multiscale_heatmaps`` maps
@@ -97,7 +101,7 @@ class TopDownDataset(Dataset):
         center, scale    (2,) float64 the region that was cropped (image pixels), for the inverse
         rotation         float32 degrees; flipped: bool
         keypoints_image  (K, 2), visibility_image (K,): the record's labels in image pixels
-        box (4,), score, image_id, instance_id, index, image_path
+        box (4,), score, image_id, instance_id, index, image_path, valid (bool)
     """
 
     def __init__(self, records: Sequence[PersonRecord], skeleton: str | Skeleton, *,
@@ -105,6 +109,7 @@ class TopDownDataset(Dataset):
                  augment: AugmentConfig | None = None, bbox_padding: float = 1.25,
                  normalize: bool = True, use_joint_weights: bool = False,
                  skip_bad_images: bool | None = None, max_bad_images: int = 50,
+                 placeholder_bad_images: bool = False,
                  seed: int | None = None, test_scales: Sequence[float] | None = None) -> None:
         self.records = list(records)
         self.skeleton = get_skeleton(skeleton)
@@ -119,6 +124,7 @@ class TopDownDataset(Dataset):
         self.use_joint_weights = use_joint_weights
         self.skip_bad_images = self.augment is not None if skip_bad_images is None else skip_bad_images
         self.max_bad_images = int(max_bad_images)
+        self.placeholder_bad_images = bool(placeholder_bad_images)
         self.seed = seed
         self.test_scales = tuple(float(v) for v in test_scales) if test_scales else None
         if self.test_scales and self.augment is not None:
@@ -189,6 +195,9 @@ class TopDownDataset(Dataset):
             try:
                 return self.load(index, rng)
             except ImageReadError as e:
+                if self.placeholder_bad_images and not self.skip_bad_images:
+                    self.num_bad_images += 1
+                    return self.load(index, rng, image=_BLANK)
                 if not self.skip_bad_images:
                     raise
                 self.num_bad_images += 1
@@ -210,10 +219,13 @@ class TopDownDataset(Dataset):
     def _to_input(self, crop: np.ndarray) -> np.ndarray:
         return normalize_image(crop) if self.normalize else np.ascontiguousarray(crop.transpose(2, 0, 1))
 
-    def load(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """Item ``index`` without the skip-on-bad-image logic (errors propagate)."""
+    def load(self, index: int, rng: np.random.Generator | None = None, *,
+             image: np.ndarray | None = None) -> dict[str, Any]:
+        """Item ``index`` without the skip-on-bad-image logic (errors propagate); ``image`` replaces
+        the record's image (the blank placeholder of an unreadable one: ``valid`` is then False)."""
         rec = self.records[index]
-        image = self.read(rec)
+        valid = image is None
+        image = self.read(rec) if image is None else image
         center, scale = self.region(rec)
         params = CropParams(center=center, scale=scale)
         if self.augment is not None:
@@ -259,7 +271,11 @@ class TopDownDataset(Dataset):
             "instance_id": int(rec.instance_id),
             "index": int(index),
             "image_path": str(rec.image_path),
+            "valid": valid,
         }
+
+
+_BLANK = np.zeros((1, 1, 3), dtype=np.uint8)
 
 
 def align_multiscale_heatmaps(heatmaps: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:

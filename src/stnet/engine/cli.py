@@ -53,7 +53,7 @@ def _pack(args: argparse.Namespace) -> int:
     from .ship import pack_weights
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
-    pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.command,
+    pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.recipe_command,
                           metrics=metrics, use_ema=not args.no_ema, notes=args.notes)
     print(f"wrote {pt} ({pt.stat().st_size / 1e6:.1f} MB) and {js}")
     return 0
@@ -140,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("checkpoint", help="training checkpoint (best.pt / last.pt)")
     k.add_argument("--name", required=True, help="weights name, e.g. stnet_1s.lspet_128x96")
     k.add_argument("--out-dir", default=None, help="default: the package's stnet/weights folder")
-    k.add_argument("--command", default="", help="the command that trained it (stored in the metadata)")
+    k.add_argument("--command", dest="recipe_command", default="",
+                   help="the command that trained it (stored in the metadata)")
     k.add_argument("--metrics", default=None, help="json file of metrics to store (default: best metric)")
     k.add_argument("--notes", default="")
     k.add_argument("--no-ema", action="store_true", help="pack the raw weights even if EMA weights exist")

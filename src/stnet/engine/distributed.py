@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "all_reduce_sum", "broadcast_buffers",
-           "deadline_passed", "unwrap", "seed_everything"]
+__all__ = ["DistInfo", "check_device", "setup_distributed", "cleanup_distributed", "all_reduce_sum",
+           "broadcast_buffers", "deadline_passed", "unwrap", "seed_everything"]
 
 
 @dataclass
@@ -40,15 +40,29 @@ class DistInfo:
             print(msg, flush=True)
 
 
+def check_device(device: str) -> None:
+    """ValueError (one line) unless ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` with an
+    existing GPU ``N``."""
+    kind, _, index = device.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"runtime.device={device!r}: expected auto, cpu, cuda or cuda:N")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"runtime.device={device!r} but CUDA is not available (use cpu or auto)")
+        if index and int(index) >= n:
+            raise ValueError(f"runtime.device={device!r} but this machine has {n} GPU(s): cuda:0"
+                             + (f" to cuda:{n - 1}" if n > 1 else ""))
+
+
 def setup_distributed(device: str = "auto") -> DistInfo:
     """Read torchrun's env vars; with WORLD_SIZE > 1 initialise the process group (NCCL on CUDA,
     gloo on CPU). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``."""
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", 0))
+    check_device(device)
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError(f"runtime.device={device!r} but CUDA is not available")
     if use_cuda:
         dev = torch.device("cuda", local) if device in ("auto", "cuda") else torch.device(device)
         torch.cuda.set_device(dev)

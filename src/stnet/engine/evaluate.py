@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ from stnet.models import last_stage
 from .amp import AmpSettings, amp_settings, autocast
 from .build import build_datasets, build_model
 from .config import TrainConfig, resolve_data_path
-from .distributed import cleanup_distributed, setup_distributed
+from .distributed import all_reduce_sum, cleanup_distributed, setup_distributed
 from .logger import Progress
 
 __all__ = ["predict_heatmaps", "metric_key", "build_evaluator", "evaluate", "evaluate_checkpoint"]
@@ -78,14 +79,27 @@ def evaluate(model: nn.Module, loader: DataLoader, evaluator: Evaluator, *, devi
              channels_last: bool = False) -> dict[str, float]:
     """Predict every sample of ``loader``, decode, map to image pixels, feed ``evaluator`` everything
     a batch holds (it reads what its protocol needs); returns its metrics (identical on every rank:
-    the evaluators gather and score on rank 0)."""
+    the evaluators gather and score on rank 0). Persons whose image cannot be read (``valid`` False,
+    see ``TopDownDataset(placeholder_bad_images=True)``) are left out with a warning; their count is
+    ``unreadable_images`` / ``unscored_persons`` in the metrics, and more than the dataset's
+    ``max_bad_images`` unreadable images is an error."""
     dataset: Any = loader.dataset  # a TopDownDataset
     codec = dataset.codec
     flip_index = dataset.skeleton.flip_index if flip else None
     model.eval()
     evaluator.reset()
     total = len(loader)
+    bad_images: set[str] = set()
+    unscored = 0
     for batch in Progress(loader, total, "eval", enabled=show, log_interval=max(total // 4, 1)):
+        ok = batch["valid"].numpy().astype(bool) if "valid" in batch else None
+        if ok is not None and not ok.all():
+            unscored += int((~ok).sum())
+            _note_unreadable(dataset, [p for p, v in zip(batch["image_path"], ok) if not v], bad_images)
+            if not ok.any():
+                continue
+            batch = {k: (v[torch.from_numpy(ok)] if isinstance(v, torch.Tensor) else [x for x, g in zip(v, ok) if g])
+                     for k, v in batch.items()}
         images = batch["image"].to(device, non_blocking=True)
         scales = None
         if images.dim() == 5:  # multi-scale testing: (B, S, 3, H, W)
@@ -108,7 +122,27 @@ def evaluate(model: nn.Module, loader: DataLoader, evaluator: Evaluator, *, devi
                           box_scores=batch["score"].numpy(), areas=scale[:, 0] * scale[:, 1],
                           gt_keypoints=batch["keypoints_image"].numpy(),
                           visible=batch["visibility_image"].numpy() > 0)
-    return evaluator.evaluate()
+    n_bad, unscored = (int(v) for v in all_reduce_sum([float(len(bad_images)), float(unscored)], device)[:2])
+    evaluator.skipped = {"unreadable_images": n_bad, "unscored_persons": unscored} if n_bad else {}
+    metrics = evaluator.evaluate()
+    if n_bad:
+        metrics = {**metrics, **evaluator.skipped}
+        if evaluator.print_fn is not None:
+            evaluator.print_fn(f"WARNING: {unscored} person(s) on {n_bad} unreadable image(s) were not scored")
+    return metrics
+
+
+def _note_unreadable(dataset: Any, paths: list[str], seen: set[str]) -> None:
+    """Warn once per unreadable image; more than the dataset's ``max_bad_images`` is an error
+    (then the data, not a few files, is broken)."""
+    for p in paths:
+        if p not in seen:
+            seen.add(p)
+            warnings.warn(f"{p}: unreadable image, its person(s) are not scored", RuntimeWarning, stacklevel=3)
+    limit = int(getattr(dataset, "max_bad_images", 50))
+    if len(seen) > limit:
+        raise ValueError(f"{len(seen)} unreadable validation images (max_bad_images={limit}), e.g. "
+                         f"{sorted(seen)[0]}; check the image folder")
 
 
 def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, *, output_dir: str | Path,

@@ -17,16 +17,25 @@ import torch
 from stnet.hub import WEIGHTS_DIR, load_state, model_state, sha256_file
 from stnet.io import atomic_write, write_text
 
-__all__ = ["pack_weights", "sha256_file", "WEIGHTS_DIR"]
+__all__ = ["pack_weights", "check_weights_name", "sha256_file", "WEIGHTS_DIR"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_weights_name(name: str) -> None:
+    """A weights name is one file name stem: packing ``../../x`` must not write outside ``out_dir``."""
+    if not name or name != Path(name).name or name in (".", "..") or name.startswith(".") \
+            or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"--name {name!r}: a weights name is a plain file name (e.g. stnet_1s.lspet_128x96), "
+                         "without folders, '..' or a leading '.'; choose the folder with --out-dir")
 
 
 def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.PathLike | None = None,
                  command: str = "", metrics: dict[str, Any] | None = None, use_ema: bool = True,
                  notes: str = "") -> tuple[Path, Path]:
     """Write ``<out_dir>/<name>.pt`` and ``<name>.json`` from a training checkpoint; returns both paths."""
+    check_weights_name(name)
     state = load_state(checkpoint)
     cfg = state.get("config")
     if not isinstance(cfg, dict):

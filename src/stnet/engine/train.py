@@ -16,16 +16,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
-from stnet.hub import load_state
+from stnet.hub import CheckpointError, load_state
+from stnet.io import write_text
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast
 from .build import build_datasets, build_model
 from .checkpoint import check_resumable, find_resume, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, config_to_dict, save_config
+from .config import TrainConfig, config_to_dict
 from .distributed import (DistInfo, all_reduce_sum, broadcast_buffers, cleanup_distributed, deadline_passed,
                           seed_everything, setup_distributed, unwrap)
 from .ema import ModelEMA, weights_digest
@@ -33,6 +35,7 @@ from .evaluate import build_evaluator, evaluate, evaluate_checkpoint, metric_key
 from .logger import Progress, RunLogger
 from .losses import HeatmapLoss
 from .plot import plot_run
+from .rundir import RunLock, record_changes, remove_stale_temp_files, resume_changes
 from .schedule import EpochPlan, build_optimizer, build_scheduler
 
 # Re-exported: the names code and recipes import from stnet.engine.train.
@@ -68,8 +71,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: HeatmapLoss,
         supervised = outputs if intermediate_supervision else outputs[-1:]
         loss = sum(loss_fn(o, target, weight) for o in supervised) / len(supervised)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}; lower optim.lr, "
-                                     "set runtime.grad_clip, or check the data")
+            # Raised before the step: the weights are not updated with it and no checkpoint of this
+            # epoch is written, so last.pt keeps the last good state.
+            what = "NaN" if torch.isnan(loss) else "inf"
+            raise FloatingPointError(f"loss became {what} at epoch {epoch + 1} iter {progress.n + 1}; lower "
+                                     "optim.lr (or set runtime.grad_clip, or check the data)")
 
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -125,27 +131,63 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None) -> dict[str, An
         cleanup_distributed()
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what the run folder holds."""
+
+
+def _saved_note(cfg: TrainConfig) -> str:
+    last = cfg.run_dir / "last.pt"
+    if not last.is_file():
+        return "no checkpoint saved yet"
+    try:
+        epoch = load_state(last).get("epoch")
+    except ValueError:
+        return f"{last} is unreadable"
+    return f"{last} holds epoch {epoch} (continue with --resume auto)"
+
+
 def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[str, Any]:
     rt = cfg.runtime
     # The same seed on every rank: every rank builds identical initial weights (DDP also broadcasts
     # rank 0's, but EMA copies and anything created before wrapping must agree too); each rank's data
     # order comes from its DistributedSampler shard, not from this seed.
     seed_everything(rt.seed, rt.deterministic)
-    state, ckpt_path = _read_resume(cfg, info, resume)  # first, so a bad checkpoint fails before any work
+    state, ckpt_path, changes = _read_resume(cfg, info, resume)  # first: a bad checkpoint fails before any work
+    lock = RunLock(cfg.run_dir, info.say) if info.is_main else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _locked_train(cfg, info, state, ckpt_path, changes)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{e}; {_saved_note(cfg)}") from None
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"training stopped; {_saved_note(cfg)}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None, ckpt_path: Path | None,
+                  changes: dict[str, Any]) -> dict[str, Any]:
+    rt = cfg.runtime
+    if info.is_main:
+        for tmp in remove_stale_temp_files(cfg.run_dir):
+            info.say(f"note: removed {tmp}, left by an interrupted write")
     train_loader, val_loader, iters_per_epoch = _build_loaders(cfg, info)
     train_ds: Any = train_loader.dataset
     run = _build_run(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state)
     if state is not None:
-        _restore(run, state)
+        _restore(run, state, ckpt_path)
         info.say(f"resumed from {ckpt_path}: epoch {run.start_epoch}, iteration {run.iteration}")
     if info.is_main:
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, cfg.run_dir / "config.yaml")
+        _write_config(cfg, state, changes)
     logger = RunLogger(cfg.run_dir if info.is_main else None, tensorboard=rt.tensorboard)
     info.say(f"run dir {cfg.run_dir} | {cfg.model.name} {cfg.input_size[0]}x{cfg.input_size[1]} | "
              f"{len(train_ds)} train / {len(val_loader.dataset)} val persons | {info.world_size} "  # type: ignore[arg-type]
              f"process(es) on {info.device} | batch {rt.batch_size}/device | "
              f"amp {run.amp[1] if run.amp[0] else 'off'}")
+    if state is not None and state.get("pending_validation"):
+        _pending_validation(cfg, info, run, state, val_loader, logger)
     if run.plan.budget_s is not None:
         info.say(f"time budget {run.plan.budget_s / 60:.1f} min ({run.plan.elapsed_s / 60:.1f} used): the schedule "
                  f"spans {run.plan.epochs} epoch(s) until the first epoch is timed")
@@ -161,9 +203,22 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
     return _summary(cfg, info, run)
 
 
+def _write_config(cfg: TrainConfig, state: dict[str, Any] | None, changes: dict[str, Any]) -> None:
+    """``config.yaml`` is the config the run started with; a resume with (allowed) changes appends
+    them to ``config_changes.yaml`` instead of rewriting it."""
+    path = cfg.run_dir / "config.yaml"
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    if state is None or not path.is_file():
+        start = state.get("config") if state is not None and isinstance(state.get("config"), dict) else None
+        write_text(path, yaml.safe_dump(start if start is not None else config_to_dict(cfg), sort_keys=False))
+    if state is not None and changes:
+        record_changes(cfg.run_dir, int(state["epoch"]), changes)
+
+
 def _read_resume(cfg: TrainConfig, info: DistInfo, resume: str | Path | None
-                 ) -> tuple[dict[str, Any] | None, Path | None]:
-    """The checkpoint to continue from (``--resume PATH|auto``), read and checked, and its path."""
+                 ) -> tuple[dict[str, Any] | None, Path | None, dict[str, Any]]:
+    """The checkpoint to continue from (``--resume PATH|auto``), read and checked, its path, and the
+    config fields that differ from the checkpoint's (only ones a resume may change; others raise)."""
     ckpt_path: Path | None = None
     if resume == "auto":
         ckpt_path = find_resume(cfg.run_dir)
@@ -172,10 +227,12 @@ def _read_resume(cfg: TrainConfig, info: DistInfo, resume: str | Path | None
     elif resume:
         ckpt_path = Path(resume)
     if ckpt_path is None:
-        return None, None
+        return None, None, {}
     state = load_state(ckpt_path)
     check_resumable(state, ckpt_path)
-    return state, ckpt_path
+    old = state.get("config")
+    changes = resume_changes(old, config_to_dict(cfg), ckpt_path) if isinstance(old, dict) else {}
+    return state, ckpt_path, changes
 
 
 def _build_loaders(cfg: TrainConfig, info: DistInfo) -> tuple[DataLoader, DataLoader, int]:
@@ -225,9 +282,13 @@ def _build_run(cfg: TrainConfig, info: DistInfo, num_joints: int, iters_per_epoc
                 metric_name=metric_key(cfg)[1])
 
 
-def _restore(run: _Run, state: dict[str, Any]) -> None:
+def _restore(run: _Run, state: dict[str, Any], path: Path | None) -> None:
     """Continue exactly where the checkpoint left off (weights, optimiser, schedule, RNGs)."""
-    unwrap(run.model).load_state_dict(state["model"])
+    try:
+        unwrap(run.model).load_state_dict(state["model"])
+    except RuntimeError as e:  # e.g. a checkpoint of another skeleton (head size) or model
+        raise CheckpointError(f"--resume {path}: the checkpoint's weights do not fit this run's model "
+                              f"({str(e).splitlines()[-1].strip()[:200]})") from None
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
@@ -269,6 +330,10 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
         record.update(planned_epochs=plan.epochs, elapsed_min=plan.elapsed_s / 60)
 
     t1 = time.perf_counter()
+    if validate and info.is_main:
+        # Before validating: a validation that fails (or is killed) must not cost the epoch's training;
+        # a resume from this checkpoint runs the validation first (_pending_validation).
+        _save(cfg, run, epoch + 1, False, pending=record)
     is_best = _validate(cfg, info, run, val_loader, record) if validate else False
     info.say(f"epoch {epoch + 1}/{plan.epochs} loss {stats['train_loss']:.4e} "
              f"lr {stats['lr']:.2e} {stats['img_per_s']:.1f} img/s"
@@ -295,6 +360,10 @@ def _validate(cfg: TrainConfig, info: DistInfo, run: _Run, val_loader: DataLoade
     metrics = evaluate(eval_model, val_loader, evaluator, device=info.device, flip=cfg.eval.flip_test,
                        amp=run.amp, channels_last=cfg.runtime.channels_last)
     value = float(metrics[run.metric_name])
+    if info.is_main and not (cfg.run_dir / "best.pt").is_file():
+        # The best metric's checkpoint is gone (e.g. its write failed on a full disk and the run was
+        # resumed): only metrics whose weights exist count, so this epoch's becomes best.pt.
+        run.best = -math.inf
     record.update(metric_name=run.metric_name, metric=value,
                   val={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     if value > run.best:
@@ -303,17 +372,34 @@ def _validate(cfg: TrainConfig, info: DistInfo, run: _Run, val_loader: DataLoade
     return False
 
 
-def _save(cfg: TrainConfig, run: _Run, epochs_done: int, is_best: bool) -> None:
-    """``last.pt`` (and ``best.pt`` when ``is_best``), atomically; rank 0 only."""
+def _pending_validation(cfg: TrainConfig, info: DistInfo, run: _Run, state: dict[str, Any], val_loader: DataLoader,
+                        logger: RunLogger) -> None:
+    """Validate, save and log the epoch a resumed checkpoint was saved in before its validation
+    finished (RNG states are those before that validation, so the run continues bit-exactly)."""
+    record = dict(state["pending_validation"])
+    info.say(f"epoch {run.start_epoch} was saved before its validation finished; validating it now")
+    is_best = _validate(cfg, info, run, val_loader, record)
+    if info.is_main:
+        _save(cfg, run, run.start_epoch, is_best)
+        logger.log_epoch(record)
+    if info.distributed:
+        dist.barrier()
+
+
+def _save(cfg: TrainConfig, run: _Run, epochs_done: int, is_best: bool, pending: dict[str, Any] | None = None) -> None:
+    """``last.pt`` (and ``best.pt`` when ``is_best``), atomically; rank 0 only. ``pending``: the
+    epoch's record, saved before its validation (a resume validates it first)."""
     ckpt = {"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
             "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epochs_done,
             "iteration": run.iteration, "best_metric": run.best_or_none, "metric_name": run.metric_name,
             "rng": rng_state(), "config": config_to_dict(cfg), "planned_epochs": run.plan.epochs,
-            "elapsed_s": run.plan.elapsed_s}
-    save_checkpoint(ckpt, cfg.run_dir / "last.pt")
+            "elapsed_s": run.plan.elapsed_s, "pending_validation": pending}
+    # best.pt first: if its write fails (disk full), last.pt still holds the state before this
+    # epoch's validation, and the resumed run writes best.pt at its next validation (see _validate).
     if is_best:
         save_checkpoint(ckpt, cfg.run_dir / "best.pt")
+    save_checkpoint(ckpt, cfg.run_dir / "last.pt")
 
 
 def _summary(cfg: TrainConfig, info: DistInfo, run: _Run) -> dict[str, Any]:

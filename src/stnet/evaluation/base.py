@@ -63,6 +63,8 @@ class Evaluator:
         self.name = name
         self.print_fn = print_fn
         self.report: dict[str, Any] = {}
+        #: Counts of inputs the caller could not evaluate (e.g. unreadable images), for the report.
+        self.skipped: dict[str, int] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -152,4 +154,4 @@ class Evaluator:
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
-                json.dump(to_jsonable({"metrics": metrics, "protocol": report}), f, indent=2)
+                json.dump(to_jsonable({"metrics": {**metrics, **self.skipped}, "protocol": report}), f, indent=2)

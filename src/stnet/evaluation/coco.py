@@ -89,6 +89,7 @@ def load_coco_gt(gt: GTSource) -> Any:
             coco.createIndex()
     cat_id, names = keypoint_category(coco, where=where)
     k = len(names)
+    rows: list[int] = []
     for i, ann in enumerate(coco.dataset["annotations"]):
         if ann.get("category_id") != cat_id:
             continue
@@ -100,9 +101,40 @@ def load_coco_gt(gt: GTSource) -> Any:
             raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')}): COCOeval needs 'area' and 'bbox' "
                              "(CrowdPose-style files without 'area' are scored by xtcocotools' "
                              "'keypoints_crowd' protocol, which pycocotools does not implement)")
-        if "num_keypoints" not in ann:
-            ann["num_keypoints"] = int(np.count_nonzero(np.asarray(kps[2::3]) > 0))
+        if "iscrowd" not in ann:
+            raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')}): missing 'iscrowd' (0 for a "
+                             "person, 1 for a crowd region), which COCOeval needs")
+        rows.append(i)
+    if not rows:
+        raise ValueError(f"{where}: no annotations of the keypoint category {cat_id}; nothing to score "
+                         "against (every AP would be -1)")
+    anns = coco.dataset["annotations"]
+    values = _numeric_rows([anns[i]["keypoints"] for i in rows],
+                           lambda j: f"{where}: annotations[{rows[j]}] (id {anns[rows[j]].get('id')})", "keypoints")
+    for j, i in enumerate(rows):
+        if "num_keypoints" not in anns[i]:
+            anns[i]["num_keypoints"] = int(np.count_nonzero(values[j, 2::3] > 0))
     return coco
+
+
+def _numeric_rows(rows: Sequence[Any], where: Callable[[int], str], field_: str) -> np.ndarray:
+    """``rows`` (equal-length lists of ``field_``) as a float64 array; ValueError naming the first
+    row (``where(j)``) that holds a non-number (e.g. a string, which numpy would otherwise convert
+    or compare deep inside pycocotools) or NaN/inf."""
+    arr = np.asarray(rows)
+    if arr.dtype.kind not in "iuf" or arr.ndim != 2:
+        for j, row in enumerate(rows):
+            bad = [v for v in row if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                raise ValueError(f"{where(j)}: {field_!r} holds {type(bad[0]).__name__} {bad[0]!r}; "
+                                 "expected numbers")
+        raise ValueError(f"{where(0)}: {field_!r}: expected numbers")
+    arr = arr.astype(np.float64, copy=False)
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        j = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{where(j)}: NaN/inf in {field_!r} ({int((~finite).sum())} entries affected)")
+    return arr
 
 
 def keypoint_category(coco: Any, category_id: int | None = None, where: str = "ground truth") -> tuple[int, list[str]]:
@@ -167,23 +199,11 @@ def validate_results(results: Sequence[Mapping[str, Any]], coco_gt: Any | None, 
         if r["category_id"] != category_id:
             raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'category_id' "
                              f"{r['category_id']!r} is not the keypoint category {category_id}")
-    try:
-        kp = np.asarray([r["keypoints"] for r in results], dtype=np.float64)
-        sc = np.asarray([r["score"] for r in results], dtype=np.float64)
-    except (TypeError, ValueError):
-        for i, r in enumerate(results):
-            for key in ("keypoints", "score"):
-                try:
-                    np.asarray(r[key], dtype=np.float64)
-                except (TypeError, ValueError):
-                    raise ValueError(f"{source}: entry {i}: {key!r} is not numeric") from None
-        raise
-    bad = ~np.isfinite(kp).all(axis=1) | ~np.isfinite(sc)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        field_ = "score" if not np.isfinite(sc[i]) else "keypoints"
-        raise ValueError(f"{source}: entry {i} (image_id {results[i]['image_id']}): NaN/inf in "
-                         f"{field_!r} ({int(bad.sum())} entries affected)")
+    for key in ("keypoints", "score"):
+        def where(j: int) -> str:
+            return f"{source}: entry {j} (image_id {results[j]['image_id']})"
+
+        _numeric_rows([r[key] if key == "keypoints" else [r[key]] for r in results], where, key)
     checked = _Checked(list(results))
     if coco_gt is not None:
         known = set(coco_gt.getImgIds())

@@ -1,0 +1,161 @@
+"""The run folder: one training at a time (a lock file), no stale temporary files, and what a
+``--resume`` may change.
+
+* :class:`RunLock` ``RUN_DIR/.lock`` holds the pid and host of the training that owns the folder.
+  A second training in the same folder fails with one line; a lock left by a process that no
+  longer exists (killed, machine rebooted) is taken over with a note.
+* :func:`remove_stale_temp_files` deletes the ``.NAME.XXXX.tmp`` files an interrupted
+  :func:`stnet.io.atomic_write` left behind (a SIGKILL cannot run its cleanup); only safe under the
+  lock, when no other writer can be mid-write.
+* :func:`resume_changes` compares the checkpoint's config with the new one: a change to a field
+  that decides what is trained (model, data, optimiser, schedule, loss, seed, batch size, ...) is
+  refused, since the restored optimiser/scheduler state would silently override it; changes to
+  how the run is executed or validated (:data:`RESUME_MAY_CHANGE`) are allowed and recorded in
+  ``config_changes.yaml``. ``config.yaml`` always stays the config the run started with.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_text
+
+from .config import _flatten
+
+__all__ = ["RunLock", "RunLockedError", "remove_stale_temp_files", "resume_changes", "record_changes",
+           "RESUME_MAY_CHANGE", "LOCK_NAME", "CHANGES_NAME"]
+
+LOCK_NAME = ".lock"
+CHANGES_NAME = "config_changes.yaml"
+
+#: Config fields (dotted; a trailing "." covers a section) a resumed run may change: where and how
+#: it runs and how it is validated, not what is trained. ``runtime.device`` and ``runtime.workers``
+#: change the floating-point / augmentation order, so a run resumed with them changed is no longer
+#: bit-identical to an uninterrupted one (they are recorded like every change).
+RESUME_MAY_CHANGE = ("name", "data_root", "eval.", "val.", "runtime.device", "runtime.workers",
+                     "runtime.val_batch_size", "runtime.val_interval", "runtime.limit_val",
+                     "runtime.log_interval", "runtime.tensorboard", "runtime.output_dir")
+
+
+class RunLockedError(ValueError):
+    """The run folder belongs to another training that is still running."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` owns ``run_dir`` for the block (see the module docstring)."""
+
+    def __init__(self, run_dir: str | os.PathLike, say: Any = print) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self.say = say
+        self.held = False
+
+    def _owner(self) -> dict[str, Any]:
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+            return info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            return {}  # a lock cut short by a kill while it was written: nobody's
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                pid, host = owner.get("pid"), owner.get("host")
+                same_host = host == me["host"]
+                if isinstance(pid, int) and pid != me["pid"] and (not same_host or _pid_alive(pid)):
+                    raise RunLockedError(
+                        f"run folder {self.path.parent} is in use by another training (pid {pid} on {host}, "
+                        f"since {owner.get('started', '?')}); use another --output-dir, or delete "
+                        f"{self.path} if that training is gone") from None
+                self.say(f"note: taking over the stale lock {self.path} (pid {pid} on {host} is no longer running)")
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise RunLockedError(f"could not lock {self.path}: another training keeps taking it")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            if self._owner().get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def remove_stale_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files interrupted atomic writes left in ``run_dir`` (and its
+    subfolders); returns them. Call it only while holding the run's :class:`RunLock`."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        return []
+    gone = []
+    for p in root.rglob(f"{TMP_PREFIX}*{TMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def _may_change(key: str) -> bool:
+    return any(key == f or (f.endswith(".") and key.startswith(f)) for f in RESUME_MAY_CHANGE)
+
+
+def resume_changes(old: Mapping[str, Any], new: Mapping[str, Any], source: str | os.PathLike
+                   ) -> dict[str, dict[str, Any]]:
+    """``{field: {"old": ..., "new": ...}}`` for the fields that differ between the checkpoint's
+    config ``old`` and ``new`` (both :func:`~stnet.engine.config.config_to_dict` dicts). Raises
+    ValueError naming every changed field that a resumed run cannot honour."""
+    a, b = _flatten(old), _flatten(new)
+    changed = {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    refused = [k for k in changed if not _may_change(k)]
+    if refused:
+        listed = "; ".join(f"{k}: {changed[k]['old']!r} -> {changed[k]['new']!r}" for k in refused)
+        raise ValueError(f"--resume {source}: cannot resume exactly with changed {listed} (the checkpoint's "
+                         "optimiser, schedule and weights belong to the old values); resume with the "
+                         "run's config.yaml, or start a new run from these weights with "
+                         f"--set model.weights={source}")
+    return changed
+
+
+def record_changes(run_dir: str | os.PathLike, epoch: int, changes: Mapping[str, Any]) -> Path:
+    """Append ``changes`` (made when resuming after ``epoch`` completed epochs) to
+    ``RUN_DIR/config_changes.yaml``, a list of ``{epoch, changes}`` entries."""
+    path = Path(run_dir) / CHANGES_NAME
+    entries: list[Any] = []
+    if path.is_file():
+        entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    entries.append({"resumed_after_epoch": int(epoch), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "changes": {k: dict(v) for k, v in changes.items()}})
+    write_text(path, yaml.safe_dump(entries, sort_keys=False))
+    return path
