@@ -155,8 +155,12 @@ def test_unreadable_image_during_training_is_counted_and_skipped(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"b.jpg: cannot decode.*1 unreadable image"):
         sample = ds[1]
     assert sample["image_path"].endswith("a.jpg") and ds.num_bad_images == 1
-    # Evaluation must not silently drop persons: the same failure raises, naming the file.
+    # Evaluation must not silently drop persons: the item is marked invalid (the evaluation loop
+    # warns, counts and bounds them: tests/test_engine_train.py); a bare dataset still raises.
     val = build_dataset(cfg, train=False, check_files=False)
+    item = val[1]
+    assert item["valid"] is False and item["image_path"].endswith("b.jpg") and val[0]["valid"] is True
+    val.placeholder_bad_images = False
     with pytest.raises(ImageReadError, match="b.jpg"):
         val[1]
     ds.max_bad_images = 1
