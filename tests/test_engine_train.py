@@ -227,18 +227,22 @@ def test_time_budget_stops_in_time_with_complete_checkpoints(tmp_path, syn):
     from stnet.engine.train import train
 
     out = tmp_path / "budget"
-    budget_min = 0.15
+    budget_min = 0.3
     cfg = load_config(recipe(tmp_path, syn, out, epochs=10_000),
                       {"schedule.time_budget_min": budget_min, "schedule.decay": "cosine"})
     t0 = time.perf_counter()
     summary = train(cfg)
     wall = time.perf_counter() - t0
     last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
-    assert last["elapsed_s"] <= budget_min * 60 * 1.15, last["elapsed_s"]
-    assert wall < budget_min * 60 + 30  # plus start-up (data, model) and the final plot
-    assert 1 < last["epoch"] < 10_000 and last["planned_epochs"] == last["epoch"] == summary["epochs"]
+    assert 1 <= last["epoch"] < 10_000 and last["planned_epochs"] == last["epoch"] == summary["epochs"]
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "metric" in recs[-1] and recs[-1]["epoch"] == last["epoch"]  # the final epoch was validated
+    # It stops between two steps and keeps the last validation's time for the final one: on a
+    # machine whose load does not change it ends within the budget; the bound allows the final
+    # epoch's steps and validation to have run slower than the ones it planned with.
+    slack = recs[-1]["epoch_time_s"] + recs[-1]["val_time_s"] + 5
+    assert last["elapsed_s"] <= budget_min * 60 + slack, (last["elapsed_s"], slack)
+    assert wall < budget_min * 60 + slack + 30  # plus start-up (data, model) and the final plot
     assert best["epoch"] <= last["epoch"] and best["best_metric"] == max(r["metric"] for r in recs if "metric" in r)
     # cosine to zero over the plan: the last epoch's lr is far below the peak
     assert recs[-1]["lr"] < 0.5e-3 and all(r["img_per_s"] > 0 for r in recs)
@@ -364,3 +368,18 @@ def test_validation_survives_a_failure_and_unreadable_images(tmp_path, capsys, m
         assert stnet_main(["eval", cfg, "--checkpoint", str(out / "last.pt"), *FAST,
                            "--set", "val.max_bad_images=0"]) == 2
     assert "1 unreadable validation images (max_bad_images=0)" in capsys.readouterr().err
+
+def test_budget_progress_follows_the_wall_clock():
+    """Under a time budget the decay is a function of the time spent, not of iterations: a run
+    that has used half its budget is half-way through its schedule whatever its speed."""
+    from stnet.engine.config import TrainConfig
+    from stnet.engine.schedule import EpochPlan
+
+    cfg = TrainConfig()
+    cfg.schedule.time_budget_min = 10.0
+    plan = EpochPlan(cfg, elapsed_s=300.0)
+    assert 0.5 <= plan.progress(10**6, 100) < 0.51  # iterations do not count, time does
+    plan.reserve_s = 60.0  # time kept for the final validation shortens the decay
+    assert plan.progress(1, 100) == pytest.approx(300.0 / 540.0, abs=0.01)
+    cfg.schedule.time_budget_min = None
+    assert EpochPlan(cfg).progress(cfg.schedule.epochs * 50, 100) == pytest.approx(0.5)

@@ -165,7 +165,10 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, *, output_dir:
         info.say(f"evaluating {checkpoint} ({'EMA' if from_ema else 'model'} weights) on {len(val_ds)} persons")
         evaluator = build_evaluator(cfg, val_ds, output_dir=output_dir if info.is_main else None,
                                     print_fn=print if info.is_main else None)
+        # "auto" turns on bf16 autocast on CPUs for training speed; a reported score is computed
+        # in fp32 there unless runtime.amp asks for bf16 explicitly.
+        amp = cfg.runtime.amp if cfg.runtime.amp != "auto" or info.device.type == "cuda" else "off"
         return evaluate(model, loader, evaluator, device=info.device, flip=cfg.eval.flip_test,
-                        amp=amp_settings(cfg.runtime.amp, info.device), show=info.is_main)
+                        amp=amp_settings(amp, info.device), show=info.is_main)
     finally:
         cleanup_distributed()

@@ -19,9 +19,13 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
 
 
 class EpochPlan:
-    """How many epochs the LR schedule spans. Fixed at ``schedule.epochs``, or, with
-    ``schedule.time_budget_min``, re-planned after every epoch from the measured epoch time so that
-    the run (validation included) ends within the budget."""
+    """How far the schedule has come and how many epochs the run has.
+
+    Without a budget: ``schedule.epochs`` epochs, progress counted in iterations. With
+    ``schedule.time_budget_min``: progress is the fraction of the training time spent, so the decay
+    follows the wall clock whatever the speed (a machine that gets busier mid-run still ends its
+    decay at the budget), and the epoch count is re-planned after every epoch from the last
+    epoch's time, for logging and for knowing which epoch is the last."""
 
     def __init__(self, cfg: TrainConfig, epochs: int | None = None, elapsed_s: float = 0.0) -> None:
         s = cfg.schedule
@@ -31,6 +35,13 @@ class EpochPlan:
         self.elapsed_before = float(elapsed_s)  # wall clock of earlier sessions of this run
         self.started = time.perf_counter()
         self.epoch_times: list[float] = []
+        self.reserve_s = 0.0  # kept free at the end for the final validation and saving
+
+    def progress(self, it: int, iters_per_epoch: int) -> float:
+        """Fraction of the schedule done at iteration ``it`` (0..1)."""
+        if self.budget_s is None:
+            return min(it / max(self.epochs * iters_per_epoch, 1), 1.0)
+        return min(self.elapsed_s / max(self.budget_s - self.reserve_s, 1e-9), 1.0)
 
     @property
     def elapsed_s(self) -> float:
@@ -47,8 +58,8 @@ class EpochPlan:
         self.epoch_times.append(epoch_s)
         if self.budget_s is None:
             return
-        per_epoch = sum(self.epoch_times[-5:]) / len(self.epoch_times[-5:])
-        more = int(max(self.budget_s - self.elapsed_s, 0.0) // max(per_epoch, 1e-9))
+        # The last epoch's time, not a mean: the load of a shared machine changes during a run.
+        more = int(max(self.budget_s - self.elapsed_s, 0.0) // max(epoch_s, 1e-9))
         self.epochs = max(epochs_done, min(self.max_epochs, epochs_done + more))
 
 
@@ -62,11 +73,12 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_pe
     ipe = max(iters_per_epoch, 1)
 
     def factor(it: int) -> float:
-        if s.decay == "step":
-            stretch = plan.epochs / s.epochs  # milestones move with a budget's plan
-            f = s.gamma ** sum(it // ipe >= round(m * stretch) for m in milestones)
+        if s.decay == "step" and plan.budget_s is None:
+            f = s.gamma ** sum(it // ipe >= m for m in milestones)
+        elif s.decay == "step":  # milestones at the same fractions of the budget
+            f = s.gamma ** sum(plan.progress(it, ipe) >= m / s.epochs for m in milestones)
         else:
-            t = min(it / (plan.epochs * ipe), 1.0)
+            t = plan.progress(it, ipe)
             shape = 0.5 * (1.0 + math.cos(math.pi * t)) if s.decay == "cosine" else 1.0 - t
             f = s.min_lr_ratio + (1.0 - s.min_lr_ratio) * shape
         if s.warmup_iters and it < s.warmup_iters:

@@ -308,6 +308,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
     _set_epoch(train_loader, epoch, rt.seed)
     t0 = time.perf_counter()
     reserve = val_s if val_s else 0.05 * (plan.budget_s or 0.0)
+    plan.reserve_s = reserve
     stats = train_one_epoch(run.model, train_loader, run.loss_fn, run.optimizer, run.scheduler, run.scaler,
                             device=info.device, epoch=epoch, amp=run.amp, grad_clip=rt.grad_clip, ema=run.ema,
                             intermediate_supervision=cfg.loss.intermediate_supervision,
@@ -335,6 +336,8 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
         # a resume from this checkpoint runs the validation first (_pending_validation).
         _save(cfg, run, epoch + 1, False, pending=record)
     is_best = _validate(cfg, info, run, val_loader, record) if validate else False
+    if validate:
+        record["val_time_s"] = time.perf_counter() - t1
     info.say(f"epoch {epoch + 1}/{plan.epochs} loss {stats['train_loss']:.4e} "
              f"lr {stats['lr']:.2e} {stats['img_per_s']:.1f} img/s"
              + (f" | {run.metric_name} {record['metric']:.4f} (best {run.best:.4f})" if "metric" in record else "")
