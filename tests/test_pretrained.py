@@ -27,7 +27,7 @@ MIN_PCK = 0.2
 
 def test_metadata_and_sha256():
     meta = json.loads((WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.json").read_text())
-    assert meta["sha256"] == sha256_file(WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.pt")
+    assert meta["sha256"] == sha256_file(WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.safetensors")
     assert meta["model"] == "stnet_1s" and meta["skeleton"] == "lsp14"
     assert meta["input_size"] == [128, 96] and meta["num_joints"] == 14 and meta["dtype"] == "float16"
     assert meta["recipe_command"].startswith("stnet train")

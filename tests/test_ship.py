@@ -37,7 +37,8 @@ def test_pack_writes_fp16_weights_and_metadata(checkpoint: Path, tmp_path: Path)
     assert meta["skeleton"] == "lsp14" and meta["input_size"] == [128, 96] and meta["num_joints"] == 14
     assert meta["model"] == "stnet_1s" and meta["recipe_command"] == "stnet train X"
     assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
-    sd = torch.load(pt, map_location="cpu")
+    assert pt.suffix == ".safetensors"
+    sd = hub.load_state(pt)["model"]
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
     assert not list(out.glob("*.tmp"))
 
@@ -76,3 +77,17 @@ def test_model_weights_warm_start_skips_mismatched_head(tmp_path: Path, capsys):
     assert torch.equal(model.state_dict()["stem.convs.0.0.weight"], src.state_dict()["stem.convs.0.0.weight"])
     assert model.head.weight.shape[0] == 14  # 17-joint head skipped, new init kept
     assert "kept the new init for 2 (head.bias, head.weight)" in capsys.readouterr().out
+
+
+def test_pack_file_carries_its_settings(checkpoint: Path, tmp_path: Path):
+    """Issue 13: a pack file given by path (--model, or --weights with a model name) is read with
+    its .json: 128x96 and lsp14, not the model's defaults; a contradicting option names both."""
+    pt, _ = pack_weights(checkpoint, "ft.v1", out_dir=tmp_path / "packed")
+    for est in (inference.PoseEstimator.from_spec(pt), inference.PoseEstimator.from_spec("stnet_1s", weights=pt)):
+        assert est.input_size == (128, 96) and est.skeleton.name == "lsp14" and not est.untrained
+    with pytest.raises(ValueError, match=r"--input-size 256x192 contradicts .*ft.v1.safetensors, trained at 128x96"):
+        inference.PoseEstimator.from_spec(pt, input_size=(256, 192))
+    with pytest.raises(ValueError, match=r"--skeleton coco17 contradicts .*trained for skeleton 'lsp14'"):
+        inference.PoseEstimator.from_spec(pt, skeleton="coco17")
+    with pytest.raises(ValueError, match=r"--model hrnet_w32 contradicts --weights .*a pack of 'stnet_1s'"):
+        inference.PoseEstimator.from_spec("hrnet_w32", weights=pt)

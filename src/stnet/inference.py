@@ -61,7 +61,7 @@ from .data.transforms import box_to_center_scale, get_warp_matrix
 from .detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, sanitize_boxes
 from .evaluation.metrics import rescore
 from .hub import (DEFAULT_PRETRAINED, WEIGHTS_DIR, default_model, list_pretrained, load_state, model_state,
-                  resolve_checkpoint, shipped_weights, state_num_joints)
+                  pack_metadata, resolve_checkpoint, shipped_weights, state_num_joints)
 from .models import create_model, list_models
 from .results import PoseResult, Results
 
@@ -178,15 +178,23 @@ def resolve_model(ref: str | os.PathLike | nn.Module | ModelRef, weights: str | 
     if s.endswith(".onnx"):
         return ModelRef(None, Path(s).stem, s, onnx_path=Path(s), skeleton=skeleton, input_size=size, codec=codec)
     if s in list_models():
+        info = pack_metadata(weights) if weights is not None else None
+        if weights is not None and info is not None:
+            if info["model"] != s:
+                raise ValueError(f"--model {s} contradicts --weights {weights}, a pack of {info['model']!r} "
+                                 f"(its .json); drop --model or pass --model {weights}")
+            return _from_pack(Path(weights), info, skeleton=skeleton, input_size=size, codec=codec)
         state = load_state(resolve_checkpoint(weights)) if weights is not None else None
         return _named(s, state, str(weights) if weights else s, use_ema=use_ema, skeleton=skeleton, input_size=size,
                       codec=codec, overrides=model_overrides)
+    if Path(s).is_file() and (info := pack_metadata(s)) is not None:
+        return _from_pack(Path(s), info, skeleton=skeleton, input_size=size, codec=codec)
     if Path(s).exists():
         return _from_checkpoint(resolve_checkpoint(s), model=model, use_ema=use_ema, skeleton=skeleton,
                                 input_size=size, codec=codec)
     if s in list_pretrained():
         return _from_pretrained(s, skeleton=skeleton, input_size=size, codec=codec)
-    if any(c in s for c in "/\\") or s.endswith((".pt", ".pth", ".ckpt")):
+    if any(c in s for c in "/\\") or s.endswith((".pt", ".pth", ".ckpt", ".safetensors")):
         raise FileNotFoundError(f"checkpoint {s} not found")
     names = list_models() + list_pretrained()
     hint = difflib.get_close_matches(s, names, n=1)
@@ -230,8 +238,8 @@ def _from_checkpoint(path: Path, *, model: str | None, use_ema: bool, skeleton: 
     cfg = state.get("config") or {}
     name = model or (cfg.get("model") or {}).get("name")
     if not name:
-        raise ValueError(f"checkpoint {path} stores no config (a bare state_dict?); pass model=NAME "
-                         f"(one of {', '.join(list_models())})")
+        raise ValueError(f"checkpoint {path} stores no config (a bare state_dict?); name its network: "
+                         f"--model NAME --weights {path} (Python: model=NAME; one of {', '.join(list_models())})")
     overrides = dict((cfg.get("model") or {}).get("overrides") or {})
     overrides.pop("num_joints", None)  # taken from the weights
     data = cfg.get("val") or cfg.get("train") or {}
@@ -253,10 +261,25 @@ def _from_pretrained(name: str, *, skeleton: str | Skeleton | None, input_size: 
                      codec: CodecConfig | None) -> ModelRef:
     """Shipped weights (sha256-checked): model, overrides, skeleton and input size from their json."""
     pt, info = shipped_weights(name)
-    if info.get("input_size") and input_size is None:
-        input_size = tuple(info["input_size"])
-    return _named(info.get("model", name), load_state(pt), str(pt), use_ema=True,
-                  skeleton=skeleton if skeleton is not None else info.get("skeleton"), input_size=input_size,
+    return _from_pack(pt, info, skeleton=skeleton, input_size=input_size, codec=codec)
+
+
+def _from_pack(path: Path, info: dict[str, Any], *, skeleton: str | Skeleton | None,
+               input_size: tuple[int, ...] | None, codec: CodecConfig | None) -> ModelRef:
+    """A weights pack (``stnet pack`` output or shipped weights) and its json: the network, skeleton,
+    crop size and codec it was trained with. An explicit skeleton or size that contradicts the json
+    is an error naming both (running at another size silently degrades the keypoints)."""
+    packed = _tuple(info.get("input_size"))
+    if input_size is not None and packed is not None and tuple(input_size) != packed:
+        raise ValueError(f"--input-size {input_size[0]}x{input_size[1]} contradicts {path}, trained at "
+                         f"{packed[0]}x{packed[1]} (its .json); drop --input-size")
+    if skeleton is not None and info.get("skeleton") and get_skeleton(skeleton).name != info["skeleton"]:
+        raise ValueError(f"--skeleton {get_skeleton(skeleton).name} contradicts {path}, trained for skeleton "
+                         f"{info['skeleton']!r} (its .json)")
+    if codec is None and isinstance(info.get("codec"), dict) and info["codec"]:
+        codec = CodecConfig(**{k: v for k, v in info["codec"].items() if k in CodecConfig.__dataclass_fields__})
+    return _named(info["model"], load_state(path), str(path), use_ema=True,
+                  skeleton=skeleton if skeleton is not None else info.get("skeleton"), input_size=input_size or packed,
                   codec=codec, overrides=info.get("overrides"))
 
 
@@ -348,7 +371,7 @@ class PoseEstimator:
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs: Any) -> PoseEstimator:
-        """Weights shipped with the package (``stnet/weights/<name>.pt`` + ``<name>.json``, the
+        """Weights shipped with the package (``stnet/weights/<name>.safetensors`` + ``<name>.json``, the
         json holding ``{"model": ..., "skeleton": ..., "input_size": [H, W], "overrides": {...}}``)."""
         if name not in list_pretrained():
             raise FileNotFoundError(

@@ -33,19 +33,29 @@ load_checkpoint = load_state
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG's state as plain data (lists, numbers, tensors), so a checkpoint loads with
+    ``torch.load(weights_only=True)``: python's as ``[version, [625 ints], gauss_next]``, numpy's
+    legacy ``RandomState`` as ``[name, keys tensor, pos, has_gauss, cached_gaussian]``."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": [str(name), torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64)), int(pos),
+                  int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
 def set_rng_state(state: dict[str, Any] | None) -> None:
+    """Restore :func:`rng_state` (also the tuple / array form older checkpoints hold)."""
     if not state:
         return
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((name, keys.astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     torch.set_rng_state(state["torch"].cpu() if isinstance(state["torch"], torch.Tensor) else state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         cuda = state["cuda"]

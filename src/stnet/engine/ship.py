@@ -1,7 +1,7 @@
-"""Package a training checkpoint as shipped weights: ``stnet/weights/<name>.pt`` (fp16
-``state_dict``) plus ``<name>.json`` (model, skeleton, input size, normalisation, codec, recipe
-command, metrics, sha256). ``PoseEstimator.from_pretrained(name)`` loads them offline and checks
-the sha256.
+"""Package a training checkpoint as shipped weights: ``stnet/weights/<name>.safetensors`` (fp16
+``state_dict``; safetensors holds only tensors, so loading it can never run code) plus
+``<name>.json`` (model, skeleton, input size, normalisation, codec, recipe command, metrics, sha256).
+``PoseEstimator.from_pretrained(name)`` loads them offline and checks the sha256.
 
     stnet pack runs/lspet_cpu/best.pt --name stnet_1s.lspet_128x96 --command "stnet train ..."
 """
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
+from safetensors.torch import save_file
 
 from stnet.hub import WEIGHTS_DIR, load_state, model_state, sha256_file
 from stnet.io import atomic_write, write_text
@@ -34,7 +34,7 @@ def check_weights_name(name: str) -> None:
 def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.PathLike | None = None,
                  command: str = "", metrics: dict[str, Any] | None = None, use_ema: bool = True,
                  notes: str = "") -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.pt`` and ``<name>.json`` from a training checkpoint; returns both paths."""
+    """Write ``<out_dir>/<name>.safetensors`` and ``<name>.json`` from a training checkpoint; returns both paths."""
     check_weights_name(name)
     state = load_state(checkpoint)
     cfg = state.get("config")
@@ -42,7 +42,8 @@ def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.
         raise ValueError(f"checkpoint {checkpoint} has no training config; pack needs one written by stnet train")
     from_ema = bool(use_ema and state.get("ema"))
     sd = model_state(state, use_ema)
-    half = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+    # safetensors stores each tensor's own contiguous bytes (no shared storage, no views)
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous().clone() for k, v in sd.items()}
     model = cfg.get("model", {})
     val = cfg.get("val", {})
     meta = {
@@ -63,9 +64,9 @@ def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.
     }
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    pt, js = out / f"{name}.pt", out / f"{name}.json"
+    pt, js = out / f"{name}.safetensors", out / f"{name}.json"
     with atomic_write(pt) as tmp:
-        torch.save(half, tmp)
+        save_file(half, str(tmp), metadata={"format": "stnet-pack", "name": name})
     meta["sha256"] = sha256_file(pt)
     meta["size_bytes"] = pt.stat().st_size
     write_text(js, json.dumps(meta, indent=2) + "\n")
