@@ -216,7 +216,11 @@ def export_estimator(est: PoseEstimator, path: str | os.PathLike, *, opset: int 
     meta = {"model": est.model_name, "skeleton": est.skeleton.name, "keypoint_names": list(est.skeleton.keypoint_names),
             "input_size": list(est.input_size), "normalize": "ImageNet mean/std on RGB 0..255",
             "codec": est.codec_config.kind, "decode": decode, "with_affine": bool(with_affine),
-            "untrained": est.untrained, "source": est.source}
+            "untrained": est.untrained, "source": est.source, "skeleton_def": est.skeleton.to_dict(),
+            # what a plain onnxruntime user must reproduce to crop as training did
+            "crop": {"bbox_padding": est.bbox_padding, "aspect_ratio": "box grown to the input's W/H before padding",
+                     "pixel_mapping": "udp" if est.unbiased else "msra", "mean": [0.485, 0.456, 0.406],
+                     "std": [0.229, 0.224, 0.225], "color": "RGB", "scale": "1/255"}}
     h, w = est.input_size
     return export_onnx(est.network, path, (h, w), opset=opset, decode=decode, with_affine=with_affine,
                        unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)

@@ -56,7 +56,7 @@ from .backends import Backend, build_backend
 from .codecs import CodecConfig, build_codec
 from .codecs.flip_test import flip_heatmaps_back
 from .data.dataset import normalize_image
-from .data.skeletons import Skeleton, get_skeleton
+from .data.skeletons import Skeleton, get_skeleton, load_skeleton, skeleton_from_dict
 from .data.transforms import box_to_center_scale, get_warp_matrix
 from .detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, sanitize_boxes
 from .evaluation.metrics import rescore
@@ -217,7 +217,7 @@ def _named(name: str, state: dict[str, Any] | None, source: str, *, use_ema: boo
         if k is not None:
             overrides["num_joints"] = k
         elif skeleton is not None:
-            overrides["num_joints"] = get_skeleton(skeleton).num_keypoints
+            overrides["num_joints"] = load_skeleton(skeleton).num_keypoints
     if input_size is not None:
         overrides["input_size"] = input_size
     net = create_model(name, **overrides)
@@ -243,18 +243,30 @@ def _from_checkpoint(path: Path, *, model: str | None, use_ema: bool, skeleton: 
     overrides = dict((cfg.get("model") or {}).get("overrides") or {})
     overrides.pop("num_joints", None)  # taken from the weights
     data = cfg.get("val") or cfg.get("train") or {}
-    ck_skel = None if data.get("skeleton_meta") else data.get("skeleton")  # custom layout: the caller passes it
-    if ck_skel:
-        if skeleton is not None and get_skeleton(skeleton).name != get_skeleton(ck_skel).name:
-            raise ValueError(f"checkpoint {path} was trained for skeleton {get_skeleton(ck_skel).name!r}, "
-                             f"not {get_skeleton(skeleton).name!r}")
-        skeleton = skeleton if skeleton is not None else ck_skel
+    ck_skel: Skeleton | None = None
+    if isinstance(state.get("skeleton"), dict):  # the layout itself (custom ones included)
+        ck_skel = skeleton_from_dict(state["skeleton"], where=f"checkpoint {path} 'skeleton'")
+    elif data.get("skeleton") and not data.get("skeleton_meta"):  # older checkpoints: a built-in name
+        ck_skel = get_skeleton(data["skeleton"])
+    skeleton = _agree(skeleton, ck_skel, f"checkpoint {path}")
     if input_size is None and cfg.get("input_size"):
         input_size = tuple(cfg["input_size"])
     if codec is None and cfg.get("codec"):
         codec = CodecConfig(**{k: v for k, v in cfg["codec"].items() if k in CodecConfig.__dataclass_fields__})
     return _named(name, state, str(path), use_ema=use_ema, skeleton=skeleton, input_size=input_size, codec=codec,
                   overrides=overrides)
+
+
+def _agree(given: str | Skeleton | None, stored: Skeleton | None, source: str) -> str | Skeleton | None:
+    """The skeleton to use: the file's unless ``--skeleton`` is given; one with other keypoints than
+    the file's is an error naming both."""
+    if given is None or stored is None:
+        return given if given is not None else stored
+    sk = load_skeleton(given)
+    if sk.keypoint_names != stored.keypoint_names:
+        raise ValueError(f"--skeleton {sk.name} contradicts {source}, trained for skeleton {stored.name!r} "
+                         f"({stored.num_keypoints} keypoints: {', '.join(stored.keypoint_names[:4])}, ...)")
+    return sk
 
 
 def _from_pretrained(name: str, *, skeleton: str | Skeleton | None, input_size: tuple[int, ...] | None,
@@ -273,13 +285,16 @@ def _from_pack(path: Path, info: dict[str, Any], *, skeleton: str | Skeleton | N
     if input_size is not None and packed is not None and tuple(input_size) != packed:
         raise ValueError(f"--input-size {input_size[0]}x{input_size[1]} contradicts {path}, trained at "
                          f"{packed[0]}x{packed[1]} (its .json); drop --input-size")
-    if skeleton is not None and info.get("skeleton") and get_skeleton(skeleton).name != info["skeleton"]:
-        raise ValueError(f"--skeleton {get_skeleton(skeleton).name} contradicts {path}, trained for skeleton "
-                         f"{info['skeleton']!r} (its .json)")
+    packed_skel: Skeleton | None = None
+    if isinstance(info.get("skeleton_def"), dict):
+        packed_skel = skeleton_from_dict(info["skeleton_def"], where=f"{path.with_suffix('.json')} 'skeleton_def'")
+    elif info.get("skeleton"):
+        packed_skel = load_skeleton(info["skeleton"])
+    skeleton = _agree(skeleton, packed_skel, f"{path} (its .json)")
     if codec is None and isinstance(info.get("codec"), dict) and info["codec"]:
         codec = CodecConfig(**{k: v for k, v in info["codec"].items() if k in CodecConfig.__dataclass_fields__})
     return _named(info["model"], load_state(path), str(path), use_ema=True,
-                  skeleton=skeleton if skeleton is not None else info.get("skeleton"), input_size=input_size or packed,
+                  skeleton=skeleton, input_size=input_size or packed,
                   codec=codec, overrides=info.get("overrides"))
 
 
@@ -334,7 +349,10 @@ class PoseEstimator:
         self.detector = build_detector(detector)
         self.det_score, self.det_nms = float(det_score), float(det_nms)
         self.input_size = tuple(int(v) for v in backend.input_size)
-        self.skeleton = self._skeleton(ref.skeleton)
+        meta = getattr(backend, "metadata", None) or {}
+        stored = skeleton_from_dict(meta["skeleton_def"], where=f"{ref.source} metadata") \
+            if ref.network is None and isinstance(meta.get("skeleton_def"), dict) else None
+        self.skeleton = self._skeleton(_agree(ref.skeleton, stored, ref.source))
         self.codec_config = ref.codec or CodecConfig()
         self.codec = build_codec(self.codec_config, self.input_size)
         self.unbiased = bool(getattr(self.codec, "unbiased", True))
@@ -352,7 +370,7 @@ class PoseEstimator:
             if num_joints is None:
                 raise ValueError("cannot tell the number of keypoints; pass skeleton=")
             skeleton = default_skeleton(int(num_joints))
-        sk = get_skeleton(skeleton)
+        sk = load_skeleton(skeleton)
         if num_joints is not None and int(num_joints) != sk.num_keypoints:
             raise ValueError(f"skeleton {sk.name!r} has {sk.num_keypoints} keypoints but the "
                              f"model predicts {num_joints}: the weights were trained for another skeleton")
@@ -470,12 +488,22 @@ class PoseEstimator:
                 inv.append(m)
         out = []
         if crops:
-            hm = self.heatmaps(np.concatenate(crops, 0))
-            finite = np.isfinite(hm).reshape(len(hm), -1).all(1)
-            kp, sc = self.codec.decode(np.where(np.isfinite(hm), hm, 0.0).astype(np.float32))
-            kp = np.asarray(kp, np.float64)
             inv_all = np.concatenate(inv, 0)
-            img_kp = (np.einsum("nij,nkj->nki", inv_all[..., :2], kp) + inv_all[:, None, :, 2]).astype(np.float32)
+            if getattr(self.backend, "decoded", False):  # an ONNX graph that decodes itself
+                if self.flip_test:
+                    raise ValueError(f"--flip needs heatmaps; {self.source} decodes keypoints in the graph "
+                                     "(export it without --decode for flip test)")
+                kp, sc = self.backend.keypoints(np.concatenate(crops, 0), inv_all)  # type: ignore[attr-defined]
+                finite = np.isfinite(kp).reshape(len(kp), -1).all(1) & np.isfinite(sc).reshape(len(sc), -1).all(1)
+            else:
+                hm = self.heatmaps(np.concatenate(crops, 0))
+                finite = np.isfinite(hm).reshape(len(hm), -1).all(1)
+                kp, sc = self.codec.decode(np.where(np.isfinite(hm), hm, 0.0).astype(np.float32))
+            kp = np.asarray(kp, np.float64)
+            if getattr(self.backend, "with_affine", False):
+                img_kp = kp.astype(np.float32)  # already in image pixels
+            else:
+                img_kp = (np.einsum("nij,nkj->nki", inv_all[..., :2], kp) + inv_all[:, None, :, 2]).astype(np.float32)
             sc = np.asarray(sc, np.float32)
         start = 0
         for i, (img, b) in enumerate(zip(imgs, per_image)):

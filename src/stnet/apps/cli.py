@@ -75,7 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      detector=detector, det_score=args.det_score, det_nms=args.det_nms, max_batch=args.batch)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
-          f"{args.backend}), boxes: {'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
+          f"{est.backend.name}), boxes: {'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
     out_dir = Path(args.output_dir)
     threshold = args.threshold if args.threshold is not None else (-1.0 if est.untrained else 0.3)
     s = run_predict(est, args.input, output_dir=out_dir, json_out=args.json_out,
@@ -190,7 +190,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="draw keypoints scoring above this (default 0.3; with untrained weights all are drawn)")
     p.add_argument("--flip", action="store_true", help="flip test (2x compute, a little more accurate)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],
+                   help="default: onnxruntime for an .onnx model, else torch")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs a GUI OpenCV build)")
     p.add_argument("--no-render", action="store_true", help="json only, no overlay images / video")
     p.add_argument("--no-track", action="store_true", help="video: do not track person ids")

@@ -44,6 +44,11 @@ class OnnxRuntimeBackend:
             self.input_size = (h, w)
         else:
             self.input_size = tuple(int(v) for v in (input_size or (256, 192)))  # type: ignore[assignment]
+        outputs = [o.name for o in self.session.get_outputs()]
+        #: ``stnet export --decode``: the graph outputs keypoints + scores (``--with-affine``: in image
+        #: pixels, given each crop's crop->image matrix), not heatmaps
+        self.decoded = outputs[:2] == ["keypoints", "scores"]
+        self.with_affine = any(i.name == "affine" for i in self.session.get_inputs())
         k = self.session.get_outputs()[0].shape[1]
         self.num_joints: int | None = k if isinstance(k, int) else None
         self.metadata = _read_metadata(path)
@@ -62,6 +67,17 @@ class OnnxRuntimeBackend:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run(None, {self._input.name: x})[0]
+
+    def keypoints(self, batch: np.ndarray, affine: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A decoding graph's ``(keypoints (B, K, 2), scores (B, K))``: crop pixels, or image pixels
+        when the graph takes ``affine`` (B, 2, 3) crop->image matrices."""
+        feed = {self._input.name: np.ascontiguousarray(batch, dtype=np.float32)}
+        if self.with_affine:
+            if affine is None:
+                raise ValueError(f"{self.path} takes crop->image matrices ('affine' input); pass them")
+            feed["affine"] = np.ascontiguousarray(affine, dtype=np.float32)
+        kp, sc = self.session.run(["keypoints", "scores"], feed)
+        return kp, sc
 
     def __repr__(self) -> str:
         return f"OnnxRuntimeBackend({str(self.path)!r}, input_size={self.input_size})"

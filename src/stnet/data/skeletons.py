@@ -38,6 +38,9 @@ __all__ = [
     "list_skeletons",
     "register_skeleton",
     "skeleton_from_coco",
+    "skeleton_to_dict",
+    "skeleton_from_dict",
+    "load_skeleton",
     "DEFAULT_SIGMA",
 ]
 
@@ -116,6 +119,10 @@ class Skeleton:
     def joint_weights_array(self) -> np.ndarray:
         """Joint (loss) weights as float32 ``(K,)``."""
         return np.asarray(self.joint_weights, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (see :func:`skeleton_to_dict`), for modules that cannot import this one."""
+        return skeleton_to_dict(self)
 
     def index(self, keypoint_name: str) -> int:
         """Index of a keypoint by name; KeyError with a suggestion when unknown."""
@@ -241,6 +248,49 @@ def get_skeleton(name: str | Skeleton) -> Skeleton:
     hint = difflib.get_close_matches(key, list(_SKELETONS) + list(_ALIASES), n=1)
     suggestion = f"; did you mean {_ALIASES.get(hint[0], hint[0])!r}?" if hint else ""
     raise KeyError(f"unknown skeleton {name!r}{suggestion} (known: {', '.join(list_skeletons())})")
+
+
+def skeleton_to_dict(skeleton: Skeleton) -> dict[str, Any]:
+    """Plain data (strings, numbers, lists) of a layout: what checkpoints, packs and ONNX metadata
+    store so a model carries its skeleton; :func:`skeleton_from_dict` reads it back."""
+    return {"name": skeleton.name, "keypoint_names": list(skeleton.keypoint_names),
+            "flip_pairs": [list(p) for p in skeleton.flip_pairs], "sigmas": [float(v) for v in skeleton.sigmas],
+            "joint_weights": [float(v) for v in skeleton.joint_weights],
+            "upper_body_ids": list(skeleton.upper_body_ids), "lower_body_ids": list(skeleton.lower_body_ids),
+            "links": [list(p) for p in skeleton.links]}
+
+
+def skeleton_from_dict(data: Mapping[str, Any], where: str = "skeleton") -> Skeleton:
+    """The inverse of :func:`skeleton_to_dict`; ``where`` names the source in errors. Only
+    ``keypoint_names`` is required (sigmas default to :data:`DEFAULT_SIGMA`, weights to 1)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("keypoint_names"), (list, tuple)):
+        raise ValueError(f"{where}: expected a mapping with a 'keypoint_names' list")
+    names = tuple(str(n) for n in data["keypoint_names"])
+    k = len(names)
+    try:
+        return Skeleton(
+            name=str(data.get("name") or "custom"), keypoint_names=names,
+            flip_pairs=tuple((int(a), int(b)) for a, b in data.get("flip_pairs") or ()),
+            sigmas=tuple(float(v) for v in data.get("sigmas") or (DEFAULT_SIGMA,) * k),
+            joint_weights=tuple(float(v) for v in data.get("joint_weights") or (1.0,) * k),
+            upper_body_ids=tuple(int(v) for v in data.get("upper_body_ids") or ()),
+            lower_body_ids=tuple(int(v) for v in data.get("lower_body_ids") or ()),
+            links=tuple((int(a), int(b)) for a, b in data.get("links") or ()))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def load_skeleton(ref: str | Path | Skeleton) -> Skeleton:
+    """A built-in / registered skeleton name, or a YAML/JSON file holding :func:`skeleton_to_dict`'s
+    fields (what ``--skeleton`` accepts)."""
+    if isinstance(ref, Skeleton):
+        return ref
+    p = Path(ref)
+    if p.suffix.lower() in (".yaml", ".yml", ".json"):
+        if not p.is_file():
+            raise FileNotFoundError(f"--skeleton {p}: file not found")
+        return skeleton_from_dict(_load_meta(p), where=str(p))
+    return get_skeleton(str(ref))
 
 
 def register_skeleton(skeleton: Skeleton, *, overwrite: bool = False) -> Skeleton:

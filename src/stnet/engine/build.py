@@ -48,8 +48,12 @@ def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) ->
     """(train_dataset, val_dataset) with paths resolved against the data root and the
     ``runtime.limit_*`` subsets applied (first N records, deterministic)."""
     out: list[Any] = []
+    val_cfg = cfg.val
+    if cfg.train.skeleton_meta and not cfg.val.skeleton_meta and cfg.val.kind == cfg.train.kind:
+        # a custom layout is declared once, under train:, for both splits
+        val_cfg = dataclasses.replace(cfg.val, skeleton_meta=cfg.train.skeleton_meta)
     for want, dc, limit, is_train in ((train, cfg.train, cfg.runtime.limit_train, True),
-                                      (val, cfg.val, cfg.runtime.limit_val, False)):
+                                      (val, val_cfg, cfg.runtime.limit_val, False)):
         if not want:
             out.append(None)
             continue

@@ -63,7 +63,8 @@ def build_evaluator(cfg: TrainConfig, dataset: Any, *, output_dir: str | Path | 
     names = dataset.skeleton.keypoint_names
     if kind == "coco":
         det = cfg.val.det_file
-        return CocoEvaluator(resolve_data_path(cfg, cfg.val.ann_file),
+        # OKS with the skeleton's own sigmas: a custom layout has no sigmas the evaluator could infer
+        return CocoEvaluator(resolve_data_path(cfg, cfg.val.ann_file), sigmas=dataset.skeleton.sigmas_array(),
                              box_source=f"detections: {Path(det).name}" if det else "ground-truth boxes",
                              output_dir=output_dir, print_fn=print_fn, name=cfg.name)
     if kind == "pckh":

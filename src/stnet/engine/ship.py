@@ -50,7 +50,10 @@ def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.
         "name": name,
         "model": model.get("name", "stnet_1s"),
         "overrides": {k: v for k, v in model.get("overrides", {}).items()},
-        "skeleton": val.get("skeleton") or cfg.get("train", {}).get("skeleton"),
+        "skeleton": (state["skeleton"] or {}).get("name") if isinstance(state.get("skeleton"), dict)
+        else val.get("skeleton") or cfg.get("train", {}).get("skeleton"),
+        # the layout itself (names, flip pairs, sigmas, weights, links): custom skeletons travel too
+        "skeleton_def": state.get("skeleton") if isinstance(state.get("skeleton"), dict) else None,
         "input_size": list(cfg.get("input_size") or val.get("input_size") or (256, 192)),
         "num_joints": int(half["head.weight"].shape[0]) if "head.weight" in half else None,
         "normalization": {"color": "RGB", "scale": "1/255", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},

@@ -20,6 +20,7 @@ import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
+from stnet.data.skeletons import Skeleton, skeleton_to_dict
 from stnet.hub import CheckpointError, load_state
 from stnet.io import write_text
 from stnet.models import all_stages
@@ -113,6 +114,7 @@ class _Run:
     plan: EpochPlan
     amp: AmpSettings
     metric_name: str
+    skeleton: Skeleton | None = None  # stored in every checkpoint: the model carries its layout
     start_epoch: int = 0
     iteration: int = 0
     best: float = -math.inf
@@ -176,6 +178,7 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
     train_loader, val_loader, iters_per_epoch = _build_loaders(cfg, info)
     train_ds: Any = train_loader.dataset
     run = _build_run(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state)
+    run.skeleton = train_ds.skeleton
     if state is not None:
         _restore(run, state, ckpt_path)
         info.say(f"resumed from {ckpt_path}: epoch {run.start_epoch}, iteration {run.iteration}")
@@ -397,7 +400,8 @@ def _save(cfg: TrainConfig, run: _Run, epochs_done: int, is_best: bool, pending:
             "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epochs_done,
             "iteration": run.iteration, "best_metric": run.best_or_none, "metric_name": run.metric_name,
             "rng": rng_state(), "config": config_to_dict(cfg), "planned_epochs": run.plan.epochs,
-            "elapsed_s": run.plan.elapsed_s, "pending_validation": pending}
+            "elapsed_s": run.plan.elapsed_s, "pending_validation": pending,
+            "skeleton": skeleton_to_dict(run.skeleton) if run.skeleton is not None else None}
     # best.pt first: if its write fails (disk full), last.pt still holds the state before this
     # epoch's validation, and the resumed run writes best.pt at its next validation (see _validate).
     if is_best:
