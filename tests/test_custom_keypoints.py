@@ -49,9 +49,9 @@ def make_upper8(root: Path) -> Path:
 def _predict(args: list[str], image: Path, out: Path) -> np.ndarray:
     assert cli_main(["predict", str(image), "--detector", "whole", "--no-render", "--output-dir", str(out),
                      *args]) == 0
-    persons = json.loads((out / "predictions.json").read_text())[image.name]
-    persons = persons["persons"] if isinstance(persons, dict) else persons
-    return np.asarray(persons[0]["keypoints"], np.float64)
+    data = json.loads((out / "predictions.json").read_text())
+    assert data["skeleton"]["name"] == "upper8"
+    return np.asarray(data["images"][0]["persons"][0]["keypoints"], np.float64)
 
 
 def test_custom_skeleton_whole_path_through_the_cli(tmp_path: Path, capsys):
