@@ -21,7 +21,8 @@ from .records import PersonRecord
 from .skeletons import Skeleton, get_skeleton, skeleton_from_coco
 
 __all__ = ["build_skeleton", "load_records", "build_dataset", "build_dataloader", "build_loader",
-           "preset_config", "default_data_root", "worker_init_fn", "EpochTaggedSampler"]
+           "preset_config", "default_data_root", "worker_init_fn", "EpochTaggedSampler",
+           "EpochTaggedDistributedSampler"]
 
 
 def default_data_root() -> Path:
@@ -137,6 +138,13 @@ class EpochTaggedSampler(Sampler):
         return len(self.sampler)  # type: ignore[arg-type]
 
 
+class EpochTaggedDistributedSampler(DistributedSampler):
+    """A ``DistributedSampler`` yielding ``(epoch, index)`` keys (see :class:`EpochTaggedSampler`)."""
+
+    def __iter__(self):
+        return ((self.epoch, int(i)) for i in super().__iter__())
+
+
 def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = True,
                      num_workers: int = 4, pin_memory: bool | None = None, seed: int = 0,
                      drop_last: bool | None = None, persistent_workers: bool | None = None,
@@ -153,15 +161,18 @@ def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = Tr
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     drop_last = train if drop_last is None else drop_last
+    tagged = train and isinstance(dataset, TopDownDataset)  # evaluation has no epoch-dependent augmentation
     if dist.is_available() and dist.is_initialized():
-        sampler: Any = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=train)
+        cls = EpochTaggedDistributedSampler if tagged else DistributedSampler
+        sampler: Any = cls(dataset, shuffle=train, seed=seed, drop_last=train)
+        tagged = False  # already tagged
     elif train:
         g = torch.Generator()
         g.manual_seed(seed)
         sampler = RandomSampler(dataset, generator=g)  # type: ignore[arg-type]  # a sized dataset
     else:
         sampler = SequentialSampler(dataset)  # type: ignore[arg-type]
-    if isinstance(dataset, TopDownDataset):
+    if tagged:
         sampler = EpochTaggedSampler(sampler)
     kwargs: dict[str, Any] = {}
     if num_workers > 0:

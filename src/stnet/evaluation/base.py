@@ -105,7 +105,7 @@ class Evaluator:
         return ValueError(f"{type(self).__name__}.process: {msg}")
 
     def _keypoints(self, p: Predictions, num_keypoints: int | None = None) -> np.ndarray:
-        """``p.keypoints`` as float64 ``(N, K, 2)``, checked (shape, K when given, finite)."""
+        """``p.keypoints`` as float64 ``(N, K, 2)``, its shape checked (and K, when given)."""
         kp = to_numpy(p.keypoints, np.float64)
         if kp.ndim != 3 or kp.shape[-1] != 2 or (num_keypoints is not None and kp.shape[1] != num_keypoints):
             raise self._error(f"'keypoints' must be (N, {num_keypoints or 'K'}, 2), got {kp.shape}")
