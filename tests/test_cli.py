@@ -47,16 +47,16 @@ def test_pack_refuses_a_name_outside_out_dir(small_checkpoint: Path, tmp_path: P
 
 
 def test_disk_full_is_one_line(small_checkpoint: Path, tmp_path: Path, monkeypatch, capsys):
-    def full(obj, f, *a, **k):
-        Path(f).write_bytes(b"partial")
+    def full(tensors, filename, *a, **k):
+        Path(filename).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ship.torch, "save", full)
+    monkeypatch.setattr(ship, "save_file", full)
     out = tmp_path / "w"
     rc = stnet_main(["pack", str(small_checkpoint), "--name", "n", "--out-dir", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("stnet pack: error: no space left on /") and err.count("\n") == 1
-    assert f"writing {out / 'n.pt'}" in err and list(out.iterdir()) == []
+    assert f"writing {out / 'n.safetensors'}" in err and list(out.iterdir()) == []
 
 
 def test_ctrl_c_is_one_line(monkeypatch, capsys, small_checkpoint: Path):
