@@ -24,12 +24,13 @@ from typing import Any, Mapping
 
 import yaml
 
+from stnet.hub import load_state
 from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_text
 
 from .config import _flatten
 
 __all__ = ["RunLock", "RunLockedError", "remove_stale_temp_files", "resume_changes", "record_changes",
-           "RESUME_MAY_CHANGE", "LOCK_NAME", "CHANGES_NAME"]
+           "saved_note", "write_run_config", "RESUME_MAY_CHANGE", "LOCK_NAME", "CHANGES_NAME"]
 
 LOCK_NAME = ".lock"
 CHANGES_NAME = "config_changes.yaml"
@@ -159,3 +160,29 @@ def record_changes(run_dir: str | os.PathLike, epoch: int, changes: Mapping[str,
                     "changes": {k: dict(v) for k, v in changes.items()}})
     write_text(path, yaml.safe_dump(entries, sort_keys=False))
     return path
+
+
+def saved_note(run_dir: str | os.PathLike) -> str:
+    """What ``run_dir`` holds to continue from, for the message of a stopped training."""
+    last = Path(run_dir) / "last.pt"
+    if not last.is_file():
+        return "no checkpoint saved yet"
+    try:
+        epoch = load_state(last).get("epoch")
+    except ValueError:
+        return f"{last} is unreadable"
+    return f"{last} holds epoch {epoch} (continue with --resume auto)"
+
+
+def write_run_config(run_dir: str | os.PathLike, config: Mapping[str, Any], state: Mapping[str, Any] | None,
+                     changes: Mapping[str, Any]) -> None:
+    """``config.yaml`` is the config the run started with (``config``, or the resumed checkpoint's);
+    a resume with (allowed) changes appends them to ``config_changes.yaml`` instead of rewriting it."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if state is None or not path.is_file():
+        start = state.get("config") if state is not None and isinstance(state.get("config"), dict) else None
+        write_text(path, yaml.safe_dump(dict(start if start is not None else config), sort_keys=False))
+    if state is not None and changes:
+        record_changes(run_dir, int(state["epoch"]), changes)

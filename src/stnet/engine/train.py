@@ -2,32 +2,29 @@
 heatmap loss, backward, clipping, EMA, LR step per iteration) and :func:`train` (resume, build, then
 per epoch: train, validate every ``val_interval`` epochs, save ``last.pt`` / ``best.pt`` atomically,
 log; ``curves.png`` at the end). Parts live next door: :mod:`.distributed`, :mod:`.build`,
-:mod:`.losses`, :mod:`.ema`, :mod:`.schedule`, :mod:`.amp`, :mod:`.evaluate`, :mod:`.checkpoint`.
+:mod:`.losses`, :mod:`.ema`, :mod:`.schedule`, :mod:`.amp`, :mod:`.evaluate`, :mod:`.state` (what a
+checkpoint holds), :mod:`.checkpoint`, :mod:`.rundir` (lock, resume rules, config.yaml).
 Only rank 0 writes files; the same code runs on CPU, one GPU or under ``torchrun`` (DDP).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
-from stnet.data.skeletons import Skeleton, skeleton_to_dict
-from stnet.hub import CheckpointError, load_state
-from stnet.io import write_text
+from stnet.hub import load_state
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast
 from .build import build_datasets, build_model
-from .checkpoint import check_resumable, find_resume, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_resumable, find_resume
 from .config import TrainConfig, config_to_dict
 from .distributed import (DistInfo, all_reduce_sum, broadcast_buffers, cleanup_distributed, deadline_passed,
                           seed_everything, setup_distributed, unwrap)
@@ -36,8 +33,9 @@ from .evaluate import build_evaluator, evaluate, evaluate_checkpoint, metric_key
 from .logger import Progress, RunLogger
 from .losses import HeatmapLoss
 from .plot import plot_run
-from .rundir import RunLock, record_changes, remove_stale_temp_files, resume_changes
+from .rundir import RunLock, remove_stale_temp_files, resume_changes, saved_note, write_run_config
 from .schedule import EpochPlan, build_optimizer, build_scheduler
+from .state import RunState, build_run_state, restore_run_state, save_run_state
 
 # Re-exported: the names code and recipes import from stnet.engine.train.
 __all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "build_model", "build_datasets",
@@ -98,32 +96,6 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: HeatmapLoss,
             "img_per_s": progress.img_per_s * (n_seen_all / max(n_seen, 1)), "iters": progress.n}
 
 
-# ----------------------------------------------------------------------------------------------
-# The run
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class _Run:
-    """Everything the epoch loop changes, in one place (what a checkpoint stores)."""
-
-    model: nn.Module  # DDP-wrapped under torchrun
-    ema: ModelEMA | None
-    loss_fn: HeatmapLoss
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler
-    plan: EpochPlan
-    amp: AmpSettings
-    metric_name: str
-    skeleton: Skeleton | None = None  # stored in every checkpoint: the model carries its layout
-    start_epoch: int = 0
-    iteration: int = 0
-    best: float = -math.inf
-
-    @property
-    def best_or_none(self) -> float | None:
-        return self.best if self.best > -math.inf else None
-
-
 def train(cfg: TrainConfig, *, resume: str | Path | None = None) -> dict[str, Any]:
     """Run training as configured; returns a summary (best metric, epochs, run dir)."""
     info = setup_distributed(cfg.runtime.device)
@@ -135,17 +107,6 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None) -> dict[str, An
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says what the run folder holds."""
-
-
-def _saved_note(cfg: TrainConfig) -> str:
-    last = cfg.run_dir / "last.pt"
-    if not last.is_file():
-        return "no checkpoint saved yet"
-    try:
-        epoch = load_state(last).get("epoch")
-    except ValueError:
-        return f"{last} is unreadable"
-    return f"{last} holds epoch {epoch} (continue with --resume auto)"
 
 
 def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[str, Any]:
@@ -161,9 +122,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
     try:
         return _locked_train(cfg, info, state, ckpt_path, changes)
     except FloatingPointError as e:
-        raise FloatingPointError(f"{e}; {_saved_note(cfg)}") from None
+        raise FloatingPointError(f"{e}; {saved_note(cfg.run_dir)}") from None
     except KeyboardInterrupt:
-        raise TrainingInterrupted(f"training stopped; {_saved_note(cfg)}") from None
+        raise TrainingInterrupted(f"training stopped; {saved_note(cfg.run_dir)}") from None
     finally:
         if lock is not None:
             lock.release()
@@ -177,13 +138,13 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
             info.say(f"note: removed {tmp}, left by an interrupted write")
     train_loader, val_loader, iters_per_epoch = _build_loaders(cfg, info)
     train_ds: Any = train_loader.dataset
-    run = _build_run(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state)
+    run = build_run_state(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state)
     run.skeleton = train_ds.skeleton
     if state is not None:
-        _restore(run, state, ckpt_path)
+        restore_run_state(run, state, ckpt_path)
         info.say(f"resumed from {ckpt_path}: epoch {run.start_epoch}, iteration {run.iteration}")
     if info.is_main:
-        _write_config(cfg, state, changes)
+        write_run_config(cfg.run_dir, config_to_dict(cfg), state, changes)
     logger = RunLogger(cfg.run_dir if info.is_main else None, tensorboard=rt.tensorboard)
     info.say(f"run dir {cfg.run_dir} | {cfg.model.name} {cfg.input_size[0]}x{cfg.input_size[1]} | "
              f"{len(train_ds)} train / {len(val_loader.dataset)} val persons | {info.world_size} "  # type: ignore[arg-type]
@@ -204,18 +165,6 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
             break
     logger.close()
     return _summary(cfg, info, run)
-
-
-def _write_config(cfg: TrainConfig, state: dict[str, Any] | None, changes: dict[str, Any]) -> None:
-    """``config.yaml`` is the config the run started with; a resume with (allowed) changes appends
-    them to ``config_changes.yaml`` instead of rewriting it."""
-    path = cfg.run_dir / "config.yaml"
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    if state is None or not path.is_file():
-        start = state.get("config") if state is not None and isinstance(state.get("config"), dict) else None
-        write_text(path, yaml.safe_dump(start if start is not None else config_to_dict(cfg), sort_keys=False))
-    if state is not None and changes:
-        record_changes(cfg.run_dir, int(state["epoch"]), changes)
 
 
 def _read_resume(cfg: TrainConfig, info: DistInfo, resume: str | Path | None
@@ -255,55 +204,7 @@ def _build_loaders(cfg: TrainConfig, info: DistInfo) -> tuple[DataLoader, DataLo
     return train_loader, val_loader, iters_per_epoch
 
 
-def _build_run(cfg: TrainConfig, info: DistInfo, num_joints: int, iters_per_epoch: int,
-               state: dict[str, Any] | None) -> _Run:
-    """Model (channels-last, SyncBN, DDP as configured), EMA, loss, optimiser, schedule, scaler."""
-    rt = cfg.runtime
-    model = build_model(cfg, num_joints).to(info.device)
-    if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if cfg.loss.intermediate_supervision:
-        with torch.no_grad():
-            probe = model.eval()(torch.zeros(1, 3, *cfg.input_size, device=info.device))
-        if not isinstance(probe, (list, tuple)):
-            raise ValueError(f"loss.intermediate_supervision=true but {cfg.model.name} has a single "
-                             "prediction head (STNet supervises only its final output)")
-    if info.distributed and rt.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ema = ModelEMA(model, rt.ema_decay) if rt.ema_decay else None
-    if info.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    optimizer = build_optimizer(cfg, model)
-    plan = EpochPlan(cfg, epochs=state.get("planned_epochs") if state else None,
-                     elapsed_s=float(state.get("elapsed_s") or 0.0) if state else 0.0)
-    amp = amp_settings(rt.amp, info.device)
-    return _Run(model=model, ema=ema,
-                loss_fn=HeatmapLoss(cfg.loss.use_target_weight, cfg.loss.ohkm_topk if cfg.loss.ohkm else None),
-                optimizer=optimizer, scheduler=build_scheduler(cfg, optimizer, iters_per_epoch, plan),
-                scaler=torch.amp.GradScaler(info.device.type, enabled=amp[2]), plan=plan, amp=amp,
-                metric_name=metric_key(cfg)[1])
-
-
-def _restore(run: _Run, state: dict[str, Any], path: Path | None) -> None:
-    """Continue exactly where the checkpoint left off (weights, optimiser, schedule, RNGs)."""
-    try:
-        unwrap(run.model).load_state_dict(state["model"])
-    except RuntimeError as e:  # e.g. a checkpoint of another skeleton (head size) or model
-        raise CheckpointError(f"--resume {path}: the checkpoint's weights do not fit this run's model "
-                              f"({str(e).splitlines()[-1].strip()[:200]})") from None
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    if run.ema is not None and state.get("ema"):
-        run.ema.load_state_dict(state["ema"])
-    run.start_epoch, run.iteration = int(state["epoch"]), int(state["iteration"])
-    run.best = float(state["best_metric"]) if state.get("best_metric") is not None else -math.inf
-    set_rng_state(state.get("rng"))
-
-
-def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader: DataLoader,
+def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_loader: DataLoader,
            val_loader: DataLoader, iters_per_epoch: int, logger: RunLogger, val_s: float) -> tuple[float, bool]:
     """Train, re-plan, validate when due, save and log one epoch; returns the (updated) time the
     last validation + save took and whether the run stops here."""
@@ -337,7 +238,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
     if validate and info.is_main:
         # Before validating: a validation that fails (or is killed) must not cost the epoch's training;
         # a resume from this checkpoint runs the validation first (_pending_validation).
-        _save(cfg, run, epoch + 1, False, pending=record)
+        save_run_state(cfg, run, epoch + 1, False, pending=record)
     is_best = _validate(cfg, info, run, val_loader, record) if validate else False
     if validate:
         record["val_time_s"] = time.perf_counter() - t1
@@ -346,7 +247,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
              + (f" | {run.metric_name} {record['metric']:.4f} (best {run.best:.4f})" if "metric" in record else "")
              + (f" | {plan.elapsed_s / 60:.1f}/{plan.budget_s / 60:.1f} min" if plan.budget_s else ""))
     if info.is_main:
-        _save(cfg, run, epoch + 1, is_best)
+        save_run_state(cfg, run, epoch + 1, is_best)
         logger.log_epoch(record)
     if info.distributed:
         dist.barrier()
@@ -358,7 +259,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int, train_loader
     return val_s, False
 
 
-def _validate(cfg: TrainConfig, info: DistInfo, run: _Run, val_loader: DataLoader, record: dict[str, Any]) -> bool:
+def _validate(cfg: TrainConfig, info: DistInfo, run: RunState, val_loader: DataLoader, record: dict[str, Any]) -> bool:
     """Evaluate (the EMA weights when kept), add the metrics to ``record``; whether it is the best."""
     evaluator = build_evaluator(cfg, val_loader.dataset, output_dir=cfg.run_dir / "eval" if info.is_main else None,
                                 print_fn=print if info.is_main else None)
@@ -378,7 +279,7 @@ def _validate(cfg: TrainConfig, info: DistInfo, run: _Run, val_loader: DataLoade
     return False
 
 
-def _pending_validation(cfg: TrainConfig, info: DistInfo, run: _Run, state: dict[str, Any], val_loader: DataLoader,
+def _pending_validation(cfg: TrainConfig, info: DistInfo, run: RunState, state: dict[str, Any], val_loader: DataLoader,
                         logger: RunLogger) -> None:
     """Validate, save and log the epoch a resumed checkpoint was saved in before its validation
     finished (RNG states are those before that validation, so the run continues bit-exactly)."""
@@ -386,30 +287,13 @@ def _pending_validation(cfg: TrainConfig, info: DistInfo, run: _Run, state: dict
     info.say(f"epoch {run.start_epoch} was saved before its validation finished; validating it now")
     is_best = _validate(cfg, info, run, val_loader, record)
     if info.is_main:
-        _save(cfg, run, run.start_epoch, is_best)
+        save_run_state(cfg, run, run.start_epoch, is_best)
         logger.log_epoch(record)
     if info.distributed:
         dist.barrier()
 
 
-def _save(cfg: TrainConfig, run: _Run, epochs_done: int, is_best: bool, pending: dict[str, Any] | None = None) -> None:
-    """``last.pt`` (and ``best.pt`` when ``is_best``), atomically; rank 0 only. ``pending``: the
-    epoch's record, saved before its validation (a resume validates it first)."""
-    ckpt = {"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
-            "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epochs_done,
-            "iteration": run.iteration, "best_metric": run.best_or_none, "metric_name": run.metric_name,
-            "rng": rng_state(), "config": config_to_dict(cfg), "planned_epochs": run.plan.epochs,
-            "elapsed_s": run.plan.elapsed_s, "pending_validation": pending,
-            "skeleton": skeleton_to_dict(run.skeleton) if run.skeleton is not None else None}
-    # best.pt first: if its write fails (disk full), last.pt still holds the state before this
-    # epoch's validation, and the resumed run writes best.pt at its next validation (see _validate).
-    if is_best:
-        save_checkpoint(ckpt, cfg.run_dir / "best.pt")
-    save_checkpoint(ckpt, cfg.run_dir / "last.pt")
-
-
-def _summary(cfg: TrainConfig, info: DistInfo, run: _Run) -> dict[str, Any]:
+def _summary(cfg: TrainConfig, info: DistInfo, run: RunState) -> dict[str, Any]:
     """The run's summary; checks that every rank ended with the same weights; plots the curves."""
     summary: dict[str, Any] = {"run_dir": str(cfg.run_dir), "metric_name": run.metric_name,
                                "weights_digest": weights_digest(unwrap(run.model))}
