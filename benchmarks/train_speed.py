@@ -94,27 +94,7 @@ def measure(size, batch, workers, iters, epochs, rounds, tmp):
             "speedup": out["after"]["median_img_per_s"] / out["before"]["median_img_per_s"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=["128x96", "256x192"])
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=8, help="steps per short epoch")
-    ap.add_argument("--epochs", type=int, default=2, help="short epochs per setting and round")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    ap.add_argument("--out", default=str(RESULTS / "train_speed"))
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import tempfile
-
-    cpu = cpu_info()
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for s in args.sizes:
-            h, w = (int(v) for v in s.lower().split("x"))
-            runs.append(measure((h, w), args.batch, args.workers, args.iters, args.epochs, args.rounds, Path(tmp)))
+def write_results(args: argparse.Namespace, cpu, runs: list[dict]) -> list[str]:
     result = {"cpu": dataclasses.asdict(cpu), "cpu_description": cpu.describe(), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "python": platform.python_version(),
               "batch": args.batch, "workers": args.workers, "iters": args.iters, "epochs": args.epochs,
@@ -136,6 +116,31 @@ def main() -> None:
         lines.append(f"| {r['input_size'][0]}x{r['input_size'][1]} | {r['data']} | {b['median_img_per_s']:.1f} img/s | "
                      f"{a['median_img_per_s']:.1f} img/s ({a['amp_resolved']}) | {r['speedup']:.2f}x |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", default=["128x96", "256x192"])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=8, help="steps per short epoch")
+    ap.add_argument("--epochs", type=int, default=2, help="short epochs per setting and round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--out", default=str(RESULTS / "train_speed"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import tempfile
+
+    cpu = cpu_info()
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in args.sizes:
+            h, w = (int(v) for v in s.lower().split("x"))
+            runs.append(measure((h, w), args.batch, args.workers, args.iters, args.epochs, args.rounds, Path(tmp)))
+            lines = write_results(args, cpu, runs)  # after every size: a later failure keeps these
     print("\n".join(lines))
 
 

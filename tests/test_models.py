@@ -269,3 +269,35 @@ def test_cli_models_table(capsys):
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == set(list_models())
     assert rows["stnet_1s"]["params_M"] == pytest.approx(5.74, rel=0.03)
+
+
+def _depthwise_weight_grad(conv: nn.Conv2d, x: torch.Tensor, bf16: bool, channels_last: bool) -> torch.Tensor:
+    conv = conv.to(memory_format=torch.channels_last) if channels_last else conv
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    conv.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        y = conv(x)
+    (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    return conv.weight.grad.float().clone()
+
+
+def test_bf16_channels_last_depthwise_gradients():
+    # oneDNN's bf16 NHWC depthwise backward-weights kernel on AVX512-BF16 CPUs gives weight
+    # gradients off by over 100% for this shape (a dilation-2 branch of stnet_1s at 256x192);
+    # DepthwiseConv2d convolves in NCHW there. Elsewhere both paths are right and this still holds.
+    from stnet.models.layers import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(4, 4, 3, 1, 2, dilation=2, groups=4, bias=False)
+    x = torch.randn(2, 4, 64, 48)
+    ref = _depthwise_weight_grad(conv, x, bf16=False, channels_last=False)
+    got = _depthwise_weight_grad(conv, x, bf16=True, channels_last=True)
+    assert torch.isfinite(got).all()
+    assert float((got - ref).norm() / ref.norm()) < 0.05
+    with torch.no_grad():  # same maths as nn.Conv2d, NHWC output kept for the next layer
+        conv = conv.to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x.contiguous(memory_format=torch.channels_last))
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(y.float(), nn.functional.conv2d(x, conv.weight, None, 1, 2, 2, 4),
+                                   atol=0.05, rtol=0.05)

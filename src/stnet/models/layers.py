@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BN_MOMENTUM", "check_images", "conv_bn", "SqueezeExcite", "Bottleneck", "MultiScaleFusion", "fusion_layers",
+__all__ = ["BN_MOMENTUM", "check_images", "conv_bn", "DepthwiseConv2d", "SqueezeExcite",
+           "Bottleneck", "MultiScaleFusion", "fusion_layers",
            "fuse_branches", "resize"]
 
 BN_MOMENTUM = 0.1
@@ -34,6 +35,27 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True, 
     if act:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """Depthwise 3x3 conv (``groups == channels``), optionally atrous.
+
+    Same parameters and maths as ``nn.Conv2d``. Under CPU bf16 autocast with channels_last tensors,
+    it convolves in NCHW: oneDNN's bf16 depthwise backward-weights kernel on AVX512-BF16 CPUs
+    (torch 2.13, ``jit_bf16:avx512_core_bf16``) returns wrong weight gradients, NaN or a segfault for
+    dilated depthwise convs on maps of about 40x32 and larger (stnet_1s at 256x192), in NHWC only.
+    ``tests/test_models.py::test_bf16_channels_last_depthwise_gradients`` checks the result.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and x.dim() == 4
+                and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
+            # clone, not contiguous(): a (C, 1, 3, 3) weight in channels_last counts as contiguous
+            # yet still steers the convolution to NHWC
+            w = self.weight.clone(memory_format=torch.contiguous_format)
+            y = self._conv_forward(x.contiguous(), w, self.bias)
+            return y.contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
 
 
 class SqueezeExcite(nn.Module):

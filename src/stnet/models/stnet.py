@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from ..config import check_fields
 from ._registry import register_model
-from .layers import BN_MOMENTUM, Bottleneck, MultiScaleFusion, SqueezeExcite, check_images, conv_bn, resize
+from .layers import (BN_MOMENTUM, Bottleneck, DepthwiseConv2d, MultiScaleFusion, SqueezeExcite, check_images, conv_bn,
+                     resize)
 
 __all__ = ["STNetConfig", "STNet", "StairCell", "AblationStairCell", "make_stair_cell", "StairUnit", "StairFusion",
            "MDBS", "STEM_CHANNELS", "stc_channels", "STNET_VARIANTS"]
@@ -157,7 +158,7 @@ def stc_channels(channels: int, branches: int, structure: str = "E", halve: bool
 def sep_conv(cin: int, cout: int, dilation: int) -> nn.Sequential:
     """Depthwise-separable atrous 3x3 (Eq. 2): depthwise with dilation, then pointwise, BN, ReLU."""
     return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, 1, dilation, dilation=dilation, groups=cin, bias=False),
+        DepthwiseConv2d(cin, cin, 3, 1, dilation, dilation=dilation, groups=cin, bias=False),
         nn.Conv2d(cin, cout, 1, bias=False),
         nn.BatchNorm2d(cout, momentum=BN_MOMENTUM),
         nn.ReLU(inplace=True),
