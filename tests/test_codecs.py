@@ -76,7 +76,8 @@ def test_udp_peak_is_one_at_exact_location():
 
 def test_weights_zero_for_invisible_and_outside():
     for codec in (UDPHeatmap((256, 192)), MSRAHeatmap((256, 192))):
-        kp = np.array([[10.0, 10.0], [50.0, 50.0], [-5.0, 30.0], [30.0, 300.0], [np.nan, 3.0],
+        # (-40, 30) and (30, 300): 3-sigma window entirely off the 64x48 map
+        kp = np.array([[10.0, 10.0], [50.0, 50.0], [-40.0, 30.0], [30.0, 300.0], [np.nan, 3.0],
                        [191.2, 255.2]])
         vis = np.array([1, 0, 1, 1, 1, 2])
         hm, w = codec.encode(kp, vis)
@@ -120,6 +121,61 @@ def test_decode_empty_and_noisy_heatmaps():
     e_dark = np.linalg.norm(dark - target, axis=-1).mean()
     e_arg = np.linalg.norm(argmax_only - target, axis=-1).mean()
     assert np.isfinite(dark).all() and e_dark < e_arg
+
+
+def _reference_window_weight(mu, sigma, w, h):
+    """The target-weight rule of HRNet's generate_target / mmpose 1.3.2, written out per joint."""
+    r = sigma * 3
+    m = (mu + 0.5).astype(np.int64)  # truncates toward zero, as theirs
+    left, top = (m - r).astype(np.int64)
+    right, bottom = (m + r + 1).astype(np.int64)
+    return 0.0 if (left >= w or top >= h or right < 0 or bottom < 0) else 1.0
+
+
+@pytest.mark.parametrize("sigma", [2.0, 3.0, 1.5])
+def test_weights_follow_reference_window_rule(sigma):
+    # A joint whose centre is just off the heatmap keeps weight 1 while its 3-sigma window
+    # overlaps the map (the reference); it used to get weight 0.
+    udp, msra = UDPHeatmap((256, 192), sigma=sigma), MSRAHeatmap((256, 192), sigma=sigma)
+    hm, w = udp.encode(np.array([[-5.0, 30.0], [100.0, 258.0]]))
+    assert w.tolist() == [1.0, 1.0] and hm[0, :, 0].max() > 0.1 and hm[1, -1].max() > 0.1
+    xs = np.concatenate([np.linspace(-60, 0, 121), np.linspace(186, 250, 129)])
+    kp = np.stack([xs, np.full_like(xs, 100.0)], -1)
+    for codec, to_hm in ((udp, lambda p: p * udp._ratio), (msra, lambda p: p / msra._stride)):
+        _, got = codec.encode(kp)
+        want = [_reference_window_weight(to_hm(p), sigma, 48, 64) for p in kp]
+        assert got.tolist() == want, type(codec).__name__
+        assert 0 < sum(want) < len(want)  # both sides of the rule are exercised
+
+
+def test_dark_follows_the_peak_when_argmax_is_on_a_spike():
+    # Reference (mmpose 1.3.2 refine_keypoints_dark_udp, kernel 11): (20.09, 30.00). The argmax is
+    # the spike at (22, 30); the old "stay within 1.5 px of the argmax" rule returned (22, 30).
+    ys, xs = np.mgrid[0:64, 0:48]
+    hm = np.exp(-((xs - 20.0) ** 2 + (ys - 30.0) ** 2) / (2 * 3.0 ** 2))
+    hm[30, 22] += 0.25
+    t = torch.from_numpy(hm)[None, None]
+    coords, _ = get_heatmap_maximum(t)
+    assert coords.tolist() == [[[22.0, 30.0]]]
+    for sigma in (None, 3.0):
+        out = refine_dark(t, coords, 11, sigma=sigma)[0, 0]
+        assert out[0].item() == pytest.approx(20.092, abs=0.01) and out[1].item() == pytest.approx(30.0, abs=0.01)
+
+
+def test_dark_step_on_flat_maps_is_bounded():
+    # On a broad, flat blob the Newton step from a point 20 px off its peak is taken (no 1.5 px
+    # rule) but bounded by the stencil's reach on the blurred map (kernel radius + 1 = 6).
+    ys, xs = np.mgrid[0:64, 0:48]
+    blob = np.exp(-((xs - 30.0) ** 2 + (ys - 32.0) ** 2) / (2 * 12.0 ** 2))
+    t = torch.from_numpy(blob)[None, None]
+    out = refine_dark(t, torch.tensor([[[10.0, 32.0]]], dtype=torch.float64), 11)[0, 0]
+    assert out.tolist() == pytest.approx([16.0, 32.0], abs=1e-6)
+    near = refine_dark(t, torch.tensor([[[27.0, 30.0]]], dtype=torch.float64), 11)[0, 0]
+    assert near.tolist() == pytest.approx([30.0, 32.0], abs=1e-3)  # inside the bound: exact
+    # no blur: the stencil reaches 1 px
+    off = torch.from_numpy(np.exp(-((xs + 30.0) ** 2 + (ys - 32.0) ** 2) / (2 * 20.0 ** 2)))[None, None]
+    out = refine_dark(off, torch.tensor([[[0.0, 32.0]]], dtype=torch.float64), 1)[0, 0]
+    assert out.tolist() == pytest.approx([0.0, 32.0], abs=1e-6)  # stencil centre 1, bound 1
 
 
 def test_refine_dark_keeps_argmax_when_not_a_peak():

@@ -58,7 +58,7 @@ def test_coco_gt_records(tmp_path):
     assert r.keypoints.shape == (17, 2) and r.visibility.tolist() == [1] * 12 + [0] * 5
     assert r.box.tolist() == [5, 5, 60, 80] and r.image_path == tmp_path / "img" / "a.jpg"
     assert r.keypoints[1].tolist() == [13.0, 12.0]
-    assert recs[1].box.tolist() == [150, 100, 10, 20]  # clipped to the 160x120 image
+    assert recs[1].box.tolist() == [150, 100, 9, 19]  # clipped to pixel centres 0..159 x 0..119
     assert "annotation id 10" in r.source
 
 
@@ -84,6 +84,30 @@ def test_coco_detections(tmp_path):
         load_coco_records(ann, tmp_path / "img", "coco17", det_file=det)
     det.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(ValueError, match="list of detections"):
+        load_coco_records(ann, tmp_path / "img", "coco17", det_file=det)
+
+
+def test_coco_boxes_gt_clipped_detections_raw(tmp_path):
+    # HRNet / mmpose protocol: GT boxes clipped to [0, W-1] x [0, H-1]; detector boxes cropped as
+    # given, even where they hang off the image.
+    from stnet.data.transforms import box_to_center_scale
+
+    ann = _coco(tmp_path)
+    data = json.loads(ann.read_text())
+    data["images"][0].update(width=640, height=480)
+    data["annotations"][0]["bbox"] = [600, 400, 80, 120]
+    data["annotations"][0]["keypoints"] = _kps(2, offset=610)
+    ann.write_text(json.dumps(data))
+    gt = load_coco_records(ann, tmp_path / "img", "coco17")[0]
+    assert gt.box.tolist() == [600, 400, 39, 79]
+    det = tmp_path / "det.json"
+    det.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [600, 400, 80, 120], "score": 0.9}]))
+    rec = load_coco_records(ann, tmp_path / "img", "coco17", det_file=det)[0]
+    assert rec.box.tolist() == [600, 400, 80, 120]
+    center, scale = box_to_center_scale(rec.box, 192 / 256, 1.25)
+    assert center.tolist() == [640, 460] and scale.tolist() == [112.5, 150]
+    det.write_text(json.dumps([{"image_id": 1, "bbox": [600, "x", 80, 120], "score": 0.9}]))
+    with pytest.raises(ValueError, match=r"detection \[0\]: 'bbox' must be four numbers"):
         load_coco_records(ann, tmp_path / "img", "coco17", det_file=det)
 
 

@@ -97,6 +97,9 @@ def test_video_tracking(ckpt, tmp_path, capsys):
 def test_export_cli_decode(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "m.onnx"
+    # An untrained network's flat heatmaps make the DARK step ill-conditioned (as in the
+    # reference), so the parity number depends on the random weights: fix them.
+    torch.manual_seed(0)
     rc = main(["export", "stnet_1s", "--input-size", "128x96", "--with-affine", "-o", str(out)])
     text = capsys.readouterr()
     assert rc == 0 and out.is_file()

@@ -3,20 +3,39 @@
 Defaults live in typed dataclasses next to the code they configure; YAML files and
 ``--set key=value`` only override them. Values are parsed as YAML scalars/lists, so
 ``--set mdbs=false``, ``--set input_size=[384,288]`` and ``--set lr=1e-3`` do what they say.
+
+YAML 1.1 (PyYAML) reads ``5e-4``, ``1e4`` or ``nan`` as strings and ``yes``/``on`` as booleans,
+so every value is then converted to its dataclass field's type (:func:`coerce`): ``int``,
+``float``, ``bool``, ``str``, ``tuple[...]``, ``Literal[...]``, ``X | None``, nested dataclasses
+and ``dict``. A value that does not convert raises a one-line ValueError naming the field, the
+value and the type expected (``optim.lr: expected a float, got 'abc'``).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Iterable
+import functools
+import math
+import types
+import typing
+from typing import Any, Iterable, Literal, Mapping, Union
 
 import yaml
 
-__all__ = ["parse_overrides", "check_fields"]
+__all__ = ["parse_overrides", "check_fields", "coerce", "field_types", "coerce_fields",
+           "build_dataclass", "replace_typed"]
+
+_TRUE = frozenset({"true", "yes", "on", "1", "y"})
+_FALSE = frozenset({"false", "no", "off", "0", "n"})
+_NULL = frozenset({"none", "null", "~", ""})
+_BOOL_HELP = "a boolean (true/false, yes/no, on/off, 1/0)"
 
 
 def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
-    """``["a=1", "b.c=true"]`` -> ``{"a": 1, "b.c": True}``; a malformed item raises ValueError."""
+    """``["a=1", "b.c=true"]`` -> ``{"a": 1, "b.c": True}``; a malformed item raises ValueError.
+
+    Values are only parsed as YAML here; the config they override converts them to the field's
+    type (:func:`coerce`)."""
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, raw = item.partition("=")
@@ -43,3 +62,204 @@ def check_fields(cls: type, keys: Iterable[str], where: str = "") -> None:
         prefix = f"{where}: " if where else ""
         raise ValueError(f"{prefix}unknown {cls.__name__} field(s) {', '.join(problems)}; "
                          f"valid fields: {', '.join(valid)}")
+
+
+# ----------------------------------------------------------------------------- type conversion
+
+@functools.lru_cache(maxsize=None)
+def field_types(cls: type) -> dict[str, Any]:
+    """``{field name: resolved type}`` of dataclass ``cls`` (string annotations evaluated)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that cannot be evaluated: leave such values unconverted
+        hints = {}
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _fail(where: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"{where or 'value'}: expected {expected}, got {_show(value)}")
+
+
+def _describe(tp: Any) -> str:
+    """A short human name of a type for error messages."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "a boolean"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a float"
+    if tp is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(_show(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0]).split(' ', 1)[-1]}s"
+        return f"a list of {len(args)} values"
+    if origin in (dict, Mapping) or tp is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} fields"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str = "") -> Any:
+    """``value`` converted to type ``tp``; ValueError ``"WHERE: expected TYPE, got VALUE"``.
+
+    Strings from YAML 1.1 such as ``"5e-4"``, ``"1e4"`` convert to numbers; booleans accept
+    true/false, yes/no, on/off, 1/0 (any case) and nothing else; floats must be finite; ``X | None``
+    accepts ``null``/``none``/``~``/empty as None; tuples accept a list (a single value for
+    ``tuple[X, ...]``); nested dataclasses accept a mapping of their fields."""
+    if tp is Any or tp is object:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        nullable = type(None) in args
+        rest = [a for a in args if a is not type(None)]
+        if value is None:
+            if nullable:
+                return None
+            raise _fail(where, _describe(tp), value)
+        literal_members = [m for a in rest if typing.get_origin(a) is Literal for m in typing.get_args(a)]
+        if (nullable and isinstance(value, str) and value.strip().lower() in _NULL
+                and value not in literal_members):
+            return None
+        for a in rest:
+            try:
+                return coerce(value, a, where)
+            except ValueError:
+                continue
+        raise _fail(where, _describe(tp), value)
+    if origin is Literal:
+        members = typing.get_args(tp)
+        for m in members:
+            if value == m and type(value) is type(m):
+                return m
+        if isinstance(value, str):
+            for m in members:
+                if isinstance(m, str) and m.lower() == value.strip().lower():
+                    return m
+        if isinstance(value, bool):  # YAML 1.1 read `off` / `on` / `no` / `yes` as a boolean
+            for m in members:
+                if isinstance(m, str) and m.lower() in (_TRUE if value else _FALSE):
+                    return m
+        raise _fail(where, _describe(tp), value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            s = value.strip().lower()
+            if s in _TRUE:
+                return True
+            if s in _FALSE:
+                return False
+        raise _fail(where, _BOOL_HELP, value)
+    if tp is int:
+        if isinstance(value, bool):
+            raise _fail(where, "an integer", value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            s = value.strip()
+            try:
+                return int(s, 10)
+            except ValueError:
+                try:
+                    value = float(s)
+                except ValueError:
+                    raise _fail(where, "an integer", value) from None
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise _fail(where, "an integer", value)
+    if tp is float:
+        if isinstance(value, bool):
+            raise _fail(where, "a float", value)
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise _fail(where, "a float", value) from None
+        else:
+            raise _fail(where, "a float", value)
+        if not math.isfinite(out):
+            raise _fail(where, "a finite float", value)
+        return out
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        hint = " (quote it: YAML reads yes/no/on/off as booleans)" if isinstance(value, bool) else ""
+        raise ValueError(f"{where or 'value'}: expected a string, got {_show(value)}{hint}")
+    if origin is tuple or tp is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, Mapping) or (isinstance(value, str) and not (len(args) == 2 and args[1] is Ellipsis)):
+            raise _fail(where, _describe(tp), value)
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not args:
+            return tuple(items)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items))
+        if len(items) != len(args):
+            raise ValueError(f"{where or 'value'}: expected {len(args)} values, got {_show(value)}")
+        return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+    if origin is list or tp is list:
+        args = typing.get_args(tp)
+        items = list(value) if isinstance(value, (list, tuple)) else None
+        if items is None:
+            raise _fail(where, "a list", value)
+        return [coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items)] if args else items
+    if origin in (dict, Mapping) or tp is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise _fail(where, "a mapping", value)
+        return dict(value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return build_dataclass(tp, value, where)
+        raise _fail(where, _describe(tp), value)
+    return value
+
+
+def coerce_fields(cls: type, values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Each value converted to the type of the field of dataclass ``cls`` it sets (unknown keys
+    raise ValueError with a suggestion). ``where`` prefixes the dotted field names in errors."""
+    check_fields(cls, values.keys(), where or cls.__name__)
+    hints = field_types(cls)
+    return {k: coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+
+
+def build_dataclass(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
+    """Dataclass ``cls`` from a mapping of (some of) its fields, converted to their types; nested
+    dataclasses from nested mappings."""
+    return cls(**coerce_fields(cls, values, where))
+
+
+def replace_typed(obj: Any, overrides: Mapping[str, Any], where: str = "") -> Any:
+    """``dataclasses.replace(obj, **overrides)`` with each value converted to its field's type
+    first; unknown fields and values that do not convert raise ValueError prefixed ``where``
+    (``stnet_1s: mdbs: expected a boolean ...``)."""
+    cls = type(obj)
+    check_fields(cls, overrides.keys(), where or cls.__name__)
+    hints = field_types(cls)
+    try:
+        kw = {k: coerce(v, hints[k], k) for k, v in overrides.items()}
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}" if where else str(e)) from None
+    return dataclasses.replace(obj, **kw)

@@ -63,6 +63,21 @@ def gaussian_heatmaps(mu: np.ndarray, valid: np.ndarray, heatmap_size: tuple[int
     return (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
 
 
+def window_on_map(mu: np.ndarray, heatmap_size: tuple[int, int], sigma: float) -> np.ndarray:
+    """Whether each joint's 3-sigma target window overlaps the heatmap, the target-weight rule of
+    HRNet, the UDP code and mmpose: the centre is rounded as ``int(mu + 0.5)`` (toward zero, as
+    they do) and the window ``[int(c - 3 sigma), int(c + 3 sigma + 1))`` must reach into the map.
+    A joint whose centre is just off the map therefore keeps weight 1 (its Gaussian's tail is on
+    the map). ``mu``: ``(..., 2)`` heatmap pixels (x, y); non-finite entries give False."""
+    h, w = heatmap_size
+    finite = np.isfinite(mu).all(-1)
+    m = np.trunc(np.where(finite[..., None], mu, 0.0) + 0.5)
+    r = 3.0 * float(sigma)
+    lo = np.trunc(m - r)
+    hi = np.trunc(m + r + 1)
+    return (finite & (lo[..., 0] < w) & (lo[..., 1] < h) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0))
+
+
 def heatmaps_in(heatmaps: ArrayLike) -> tuple[torch.Tensor, bool, bool]:
     """Decode inputs as a torch ``(B, K, h, w)`` tensor; returns (tensor, was_numpy, single)."""
     was_numpy = not isinstance(heatmaps, torch.Tensor)

@@ -13,8 +13,9 @@ Shapes::
         keypoints   (K, 2) or (N, K, 2)   crop (input) pixels, (x, y)
         visibility  (K,)   or (N, K)      > 0 means labelled; None = all labelled
         -> heatmaps (K, h, w) or (N, K, h, w) float32, peak 1.0 at the quantised centre
-        -> weights  (K,) or (N, K) float32: 0 for unlabelled joints and joints outside the
-                    crop ([-0.5, W_in - 0.5) x [-0.5, H_in - 0.5)), else 1
+        -> weights  (K,) or (N, K) float32: 0 for unlabelled joints and joints whose 3-sigma
+                    window around the quantised centre misses the heatmap, else 1 (the HRNet /
+                    mmpose rule; a joint just off the map keeps weight 1)
     decode(heatmaps)   numpy array or torch tensor, (K, h, w) or (B, K, h, w)
         -> keypoints (.., K, 2) float32 in crop (input) pixels, scores (.., K) float32
 """
@@ -25,7 +26,8 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from ._common import (GaussianHeatmapBase, ArrayLike, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs)
+from ._common import (GaussianHeatmapBase, ArrayLike, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs,
+                      window_on_map)
 
 __all__ = ["MSRAHeatmap"]
 
@@ -55,14 +57,12 @@ class MSRAHeatmap(GaussianHeatmapBase):
         kp, vis, single = keypoints_in(keypoints, visibility)
         h, w = self.heatmap_size
         finite = np.isfinite(kp).all(-1)
-        mu = np.floor(np.where(finite[..., None], kp, 0.0) / self._stride + 0.5)
-        # Judge "inside" on the crop, as HRNet does: a joint in the last input pixels keeps its
-        # label even though its quantised centre may round onto the column just past the map.
-        hi, wi = self.input_size
-        with np.errstate(invalid="ignore"):
-            inside = ((kp[..., 0] >= -0.5) & (kp[..., 0] < wi - 0.5)
-                      & (kp[..., 1] >= -0.5) & (kp[..., 1] < hi - 0.5))
-        valid = (vis > 0) & finite & inside
+        # Quantised centre int(x / stride + 0.5), truncating toward zero as HRNet and mmpose do
+        # (the same as rounding for every centre on the map).
+        mu = np.trunc(np.where(finite[..., None], kp, 0.0) / self._stride + 0.5)
+        # Target weight: 1 while the joint's 3-sigma window overlaps the heatmap (HRNet's
+        # generate_target rule), so a joint just past the crop edge still gets its Gaussian's tail.
+        valid = (vis > 0) & finite & window_on_map(kp / self._stride, (h, w), self.sigma)
         heatmaps = gaussian_heatmaps(mu, valid, self.heatmap_size, self.sigma)
         weights = valid.astype(np.float32)
         return (heatmaps[0], weights[0]) if single else (heatmaps, weights)

@@ -11,8 +11,9 @@ Shapes::
         keypoints   (K, 2) or (N, K, 2)   crop (input) pixels, (x, y)
         visibility  (K,)   or (N, K)      > 0 means labelled; None = all labelled
         -> heatmaps (K, h, w) or (N, K, h, w) float32, peak 1.0 at the exact location
-        -> weights  (K,) or (N, K) float32: 0 for unlabelled joints and joints whose centre
-                    falls outside the heatmap ([-0.5, w - 0.5) x [-0.5, h - 0.5)), else 1
+        -> weights  (K,) or (N, K) float32: 0 for unlabelled joints and joints whose 3-sigma
+                    window misses the heatmap, else 1 (the reference rule: a joint just off the
+                    map keeps weight 1 and its Gaussian's tail as target; see window_on_map)
     decode(heatmaps)   numpy array or torch tensor, (K, h, w) or (B, K, h, w)
         -> keypoints (.., K, 2) float32 in crop (input) pixels, scores (.., K) float32 = the
            heatmap maximum; same library (numpy/torch) and device as the input
@@ -24,7 +25,8 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from ._common import (GaussianHeatmapBase, ArrayLike, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs)
+from ._common import (GaussianHeatmapBase, ArrayLike, gaussian_heatmaps, heatmap_peaks, keypoints_in, outputs,
+                      window_on_map)
 
 __all__ = ["UDPHeatmap"]
 
@@ -63,11 +65,7 @@ class UDPHeatmap(GaussianHeatmapBase):
         kp, vis, single = keypoints_in(keypoints, visibility)
         h, w = self.heatmap_size
         mu = kp * self._ratio
-        finite = np.isfinite(mu).all(-1)
-        with np.errstate(invalid="ignore"):
-            inside = ((mu[..., 0] >= -0.5) & (mu[..., 0] < w - 0.5)
-                      & (mu[..., 1] >= -0.5) & (mu[..., 1] < h - 0.5))
-        valid = (vis > 0) & finite & inside
+        valid = (vis > 0) & window_on_map(mu, (h, w), self.sigma)
         heatmaps = gaussian_heatmaps(mu, valid, self.heatmap_size, self.sigma)
         weights = valid.astype(np.float32)
         return (heatmaps[0], weights[0]) if single else (heatmaps, weights)

@@ -48,15 +48,27 @@ def keypoint_category(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _clip_box(box: list[float], width: float | None, height: float | None) -> np.ndarray:
+    """A ground-truth box clipped to the image as HRNet's and mmpose's COCO readers do: both
+    corners into ``[0, W - 1] x [0, H - 1]`` (pixel centres), so a box hanging off the image does
+    not waste crop area on padding. Detector boxes are NOT clipped (see :func:`_raw_box`)."""
     x, y, w, h = (float(v) for v in box)
     x0, y0, x1, y1 = x, y, x + w, y + h
-    # Clip to the image as the standard pipeline does, so a box hanging off the image does not
-    # waste crop area on padding.
     if width:
-        x0, x1 = max(x0, 0.0), min(x1, float(width))
+        x0, x1 = min(max(x0, 0.0), float(width) - 1), min(max(x1, 0.0), float(width) - 1)
     if height:
-        y0, y1 = max(y0, 0.0), min(y1, float(height))
+        y0, y1 = min(max(y0, 0.0), float(height) - 1), min(max(y1, 0.0), float(height) - 1)
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
+
+
+def _raw_box(box: Any, where: str) -> np.ndarray:
+    """A detector box as given: the standard protocol (HRNet, mmpose) crops from the raw detector
+    box, including any part off the image, so AP with detector boxes compares like for like."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {box!r}")
+    try:
+        return np.array([float(v) for v in box], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: 'bbox' must be four numbers [x, y, w, h], got {box!r}") from None
 
 
 # A flat sequence of per-field checks, each with its own message; splitting it would scatter them.
@@ -159,7 +171,7 @@ def _load_detections(det_path: Path, images: dict[Any, dict[str, Any]], image_di
         im = images.get(det["image_id"])
         if im is None:
             raise ValueError(f"{where}: image_id {det['image_id']!r} is not in the annotation file's images")
-        box = _clip_box(det["bbox"], im.get("width"), im.get("height"))
+        box = _raw_box(det["bbox"], where)
         if not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
             degenerate += 1  # detectors do emit these; they cannot be cropped
             continue

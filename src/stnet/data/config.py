@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from stnet.codecs.build import CodecConfig
-from stnet.config import check_fields
+from stnet.config import build_dataclass, check_fields, coerce, field_types
 
 __all__ = ["AugmentConfig", "DataConfig", "CodecConfig", "apply_overrides", "config_from_dict"]
 
@@ -114,22 +114,16 @@ class DataConfig:
 
 
 def config_from_dict(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, nested dataclasses from nested mappings; unknown
-    keys raise ValueError with a suggestion."""
-    check_fields(cls, values.keys(), where or cls.__name__)
-    kwargs = {}
-    types = {f.name: f for f in dataclasses.fields(cls)}
-    for k, v in values.items():
-        factory: Any = types[k].default_factory
-        default = factory() if factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default) and isinstance(v, Mapping):
-            v = config_from_dict(type(default), v, f"{where}.{k}" if where else k)
-        kwargs[k] = v
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from a mapping, nested dataclasses from nested mappings; each value
+    is converted to its field's type (``"5e-4"`` -> 5e-4). Unknown keys raise ValueError with a
+    suggestion; a value that does not convert names the field, the value and the type."""
+    return build_dataclass(cls, values, where)
 
 
-def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
-    """Copy of dataclass ``cfg`` with dotted-key overrides (``{"augment.flip_prob": 0}``)."""
+def apply_overrides(cfg: Any, overrides: Mapping[str, Any], where: str = "") -> Any:
+    """Copy of dataclass ``cfg`` with dotted-key overrides (``{"augment.flip_prob": 0}``), each
+    value converted to its field's type; a mapping given for a section merges into it.
+    ``where`` prefixes the dotted field names in error messages."""
     nested: dict[str, dict[str, Any]] = {}
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -138,12 +132,17 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
             nested.setdefault(head, {})[rest] = value
         else:
             flat[head] = value
-    check_fields(type(cfg), list(flat) + list(nested), type(cfg).__name__)
+    check_fields(type(cfg), list(flat) + list(nested), where or type(cfg).__name__)
+    for head, value in list(flat.items()):
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(getattr(cfg, head)):
+            nested.setdefault(head, {}).update(flat.pop(head))
     for head, sub in nested.items():
         child = getattr(cfg, head)
         if not dataclasses.is_dataclass(child):
-            raise ValueError(f"{type(cfg).__name__}.{head} is not a section; cannot set {list(sub)}")
-        flat[head] = apply_overrides(child, sub)
-    if isinstance(flat.get("input_size"), list):
-        flat["input_size"] = tuple(flat["input_size"])
+            raise ValueError(f"{where + '.' if where else ''}{head} is not a section; cannot set {list(sub)}")
+        flat[head] = apply_overrides(child, sub, f"{where}.{head}" if where else head)
+    types_ = field_types(type(cfg))
+    for head in list(flat):
+        if head not in nested:
+            flat[head] = coerce(flat[head], types_[head], f"{where}.{head}" if where else head)
     return dataclasses.replace(cfg, **flat)

@@ -24,6 +24,13 @@ def _train(args: argparse.Namespace) -> int:
     from .train import train
 
     cfg = _cfg(args)
+    if args.print_config:
+        import yaml
+
+        from .config import config_to_dict
+
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
     summary = train(cfg, resume=args.resume)
     if summary.get("best_metric") is not None:
         print(f"done: best {summary['metric_name']} {summary['best_metric']:.4f}; run dir {summary['run_dir']}")
@@ -99,6 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="PATH|auto", default=None,
                    help="continue from a checkpoint, or 'auto': RUN_DIR/last.pt if it exists")
     p.add_argument("--output-dir", metavar="DIR", default=None, help="run directory (runtime.output_dir)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (recipe + --set, every value typed) as YAML and exit "
+                        "without training")
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser("eval", help="evaluate a checkpoint on the recipe's validation split",

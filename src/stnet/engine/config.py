@@ -113,7 +113,10 @@ class EvalConfig:
     ``mpii_gt_valid`` when given, else PCK by torso.
     ``test_scales``: multi-scale testing (the paper's six-scale MPII protocol): each person is
     also cropped with its region scaled by these factors and the heatmaps, aligned to the
-    unscaled crop, are averaged (``stnet.data.align_multiscale_heatmaps``). ``[1.0]`` = off."""
+    unscaled crop, are averaged (``stnet.data.align_multiscale_heatmaps``). ``[1.0]`` = off.
+    ``nms`` (COCO): ``oks`` = greedy OKS-NMS at ``nms_thr`` (the HRNet/mmpose default, 0.9);
+    ``soft_oks`` = soft-OKS-NMS (mmpose's ``soft_oks_nms``: scores decayed by ``soft_nms_method``
+    ``gaussian`` or ``linear``, at most 20 results per image); ``none``."""
 
     metric: Literal["auto", "coco", "pck", "pckh"] = "auto"
     flip_test: bool = True
@@ -126,6 +129,15 @@ class EvalConfig:
     pck_threshold: float = 0.2
     pck_normalize: Literal["torso", "bbox"] = "torso"
     mpii_gt_valid: str | None = None
+    nms: Literal["oks", "soft_oks", "none"] = "oks"
+    nms_thr: float = 0.9
+    soft_nms_method: Literal["gaussian", "linear"] = "gaussian"
+
+    def coco_nms_kwargs(self) -> dict[str, Any]:
+        """The NMS keyword arguments of :class:`~stnet.evaluation.CocoEvaluator`."""
+        return {"nms": "soft_oks" if self.nms == "soft_oks" else "oks",
+                "nms_thr": None if self.nms == "none" else self.nms_thr,
+                "soft_nms_method": self.soft_nms_method}
 
 
 @dataclass
@@ -204,6 +216,7 @@ class TrainConfig:
             raise ValueError(f"schedule.time_budget_min must be > 0 minutes, got {self.schedule.time_budget_min}")
         if self.runtime.batch_size < 1:
             raise ValueError(f"runtime.batch_size must be >= 1, got {self.runtime.batch_size}")
+        self._check_ranges()
         self.schedule.milestones = tuple(int(m) for m in self.schedule.milestones)
         self.optim.betas = tuple(float(b) for b in self.optim.betas)  # type: ignore[assignment]
         # One source of truth for the settings both splits share.
@@ -215,6 +228,49 @@ class TrainConfig:
         self.train.use_joint_weights = self.loss.use_joint_weights
         self.train.seed = self.runtime.seed
         self.val.use_joint_weights = False
+
+    def _check_ranges(self) -> None:
+        """Reject values that would fail (or silently misbehave) only later in a run."""
+        problems: list[str] = []
+
+        def need(ok: bool, name: str, rule: str, value: Any) -> None:
+            if not ok:
+                problems.append(f"{name} must be {rule}, got {value!r}")
+
+        def opt_int_min(name: str, value: Any, lo: int, what: str = "") -> None:
+            need(value is None or value >= lo, name, f">= {lo}{what} or null", value)
+
+        o, sc, rt, ls, ev = self.optim, self.schedule, self.runtime, self.loss, self.eval
+        need(o.lr > 0, "optim.lr", "> 0", o.lr)
+        need(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+        need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas", "two values in [0, 1)",
+             o.betas)
+        need(o.eps > 0, "optim.eps", "> 0", o.eps)
+        ms = tuple(sc.milestones)
+        need(all(m >= 0 for m in ms) and all(a < b for a, b in zip(ms, ms[1:])), "schedule.milestones",
+             "increasing non-negative epochs", list(ms))
+        need(sc.gamma > 0, "schedule.gamma", "> 0", sc.gamma)
+        need(0 <= sc.min_lr_ratio <= 1, "schedule.min_lr_ratio", "in [0, 1]", sc.min_lr_ratio)
+        need(sc.warmup_iters >= 0, "schedule.warmup_iters", ">= 0", sc.warmup_iters)
+        need(0 <= sc.warmup_ratio <= 1, "schedule.warmup_ratio", "in [0, 1]", sc.warmup_ratio)
+        need(ls.ohkm_topk >= 1, "loss.ohkm_topk", ">= 1", ls.ohkm_topk)
+        need(0 < ev.pck_threshold, "eval.pck_threshold", "> 0", ev.pck_threshold)
+        need(0 < ev.nms_thr <= 1, "eval.nms_thr", "in (0, 1]", ev.nms_thr)
+        need(rt.val_interval >= 1, "runtime.val_interval", ">= 1 (validate every N epochs)", rt.val_interval)
+        need(rt.workers >= 0, "runtime.workers", ">= 0", rt.workers)
+        need(rt.log_interval >= 1, "runtime.log_interval", ">= 1", rt.log_interval)
+        need(rt.seed >= 0, "runtime.seed", ">= 0", rt.seed)
+        need(rt.grad_clip is None or rt.grad_clip > 0, "runtime.grad_clip", "> 0 or null", rt.grad_clip)
+        need(rt.ema_decay is None or 0 < rt.ema_decay < 1, "runtime.ema_decay", "in (0, 1) or null", rt.ema_decay)
+        opt_int_min("runtime.val_batch_size", rt.val_batch_size, 1)
+        opt_int_min("runtime.limit_train", rt.limit_train, 1, " (persons)")
+        opt_int_min("runtime.limit_val", rt.limit_val, 1, " (persons)")
+        opt_int_min("runtime.max_iters_per_epoch", rt.max_iters_per_epoch, 1)
+        for split in ("train", "val"):
+            d = getattr(self, split)
+            need(d.max_bad_images >= 0, f"{split}.max_bad_images", ">= 0", d.max_bad_images)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def run_dir(self) -> Path:

@@ -66,7 +66,8 @@ def build_evaluator(cfg: TrainConfig, dataset: Any, *, output_dir: str | Path | 
         # OKS with the skeleton's own sigmas: a custom layout has no sigmas the evaluator could infer
         return CocoEvaluator(resolve_data_path(cfg, cfg.val.ann_file), sigmas=dataset.skeleton.sigmas_array(),
                              box_source=f"detections: {Path(det).name}" if det else "ground-truth boxes",
-                             output_dir=output_dir, print_fn=print_fn, name=cfg.name)
+                             output_dir=output_dir, print_fn=print_fn, name=cfg.name,
+                             **cfg.eval.coco_nms_kwargs())
     if kind == "pckh":
         return MPIIEvaluator(resolve_data_path(cfg, cfg.eval.mpii_gt_valid), output_dir=output_dir,
                              print_fn=print_fn, name=cfg.name)

@@ -12,7 +12,7 @@ from .metrics import (PART_COLUMNS, RESCORE_THRESHOLD, SC_BIAS, PCKResult, auc, 
                       head_sizes, joint_part, keypoint_distances, keypoint_similarity, normalized_distances, oks, pck,
                       pck_from_normalized, pckh, rescore, summarize_by_part, torso_size)
 from .mpii import MPIIEvaluator, MPIIGroundTruth, load_gt_valid
-from .nms import oks_nms, pairwise_oks
+from .nms import oks_nms, pairwise_oks, soft_oks_nms
 from .pck_evaluator import PCKEvaluator
 from .sigmas import load_sigmas_file, resolve_sigmas
 from .tables import TABLE_V_KEYS, format_coco_table, format_pck_table, format_pckh_table, format_table
@@ -27,7 +27,7 @@ __all__ = [
     "bbox_size", "keypoint_distances", "normalized_distances", "summarize_by_part", "joint_part",
     "find_joint",
     # nms / rescoring
-    "rescore", "oks_nms", "pairwise_oks",
+    "rescore", "oks_nms", "soft_oks_nms", "pairwise_oks",
     # COCO
     "CocoEvaluator", "CocoScore", "score_results", "validate_results", "make_results", "load_results",
     "load_coco_gt", "keypoint_category", "load_detections", "resolve_sigmas", "load_sigmas_file",

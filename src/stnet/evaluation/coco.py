@@ -27,7 +27,7 @@ import numpy as np
 from ._common import to_numpy as _np
 from .base import Evaluator, Predictions
 from .metrics import rescore
-from .nms import oks_nms
+from .nms import oks_nms, soft_oks_nms
 from .sigmas import SigmaSpec, resolve_sigmas
 from .tables import COCO_KEYS, format_coco_table
 
@@ -345,6 +345,11 @@ class CocoEvaluator(Evaluator):
 
     Under a ``DistributedSampler`` that pads the dataset, pass ``indices`` so duplicates are
     dropped (counted in the report) instead of being scored twice.
+
+    ``nms="soft_oks"`` replaces the greedy OKS-NMS by soft-OKS-NMS at ``nms_thr`` (mmpose's
+    ``nms_mode='soft_oks_nms'``: ``soft_nms_method`` ``gaussian`` or ``linear``, at most
+    ``soft_nms_max_dets`` results per image, the kept results keep their scores);
+    ``nms_thr=None`` turns NMS off.
     """
 
     empty_hint = "; refusing to report AP 0"
@@ -352,6 +357,8 @@ class CocoEvaluator(Evaluator):
     def __init__(self, gt: GTSource | None, *, box_source: str, sigmas: SigmaSpec = None,
                  category_id: int | None = None, rescore: bool = True, keypoint_score_thr: float = 0.2,
                  nms_thr: float | None = 0.9, unknown_images: UnknownImages = "error",
+                 nms: Literal["oks", "soft_oks"] = "oks", soft_nms_method: Literal["gaussian", "linear"] = "gaussian",
+                 soft_nms_max_dets: int = 20,
                  format_only: bool = False, output_dir: str | Path | None = None,
                  results_name: str = "keypoints_results.json", name: str = "predictions",
                  print_fn: Callable[[str], None] | None = print) -> None:
@@ -366,6 +373,13 @@ class CocoEvaluator(Evaluator):
         self.rescore = rescore
         self.keypoint_score_thr = keypoint_score_thr
         self.nms_thr = nms_thr
+        if nms not in ("oks", "soft_oks"):
+            raise ValueError(f"CocoEvaluator: nms must be 'oks' or 'soft_oks', got {nms!r}")
+        if soft_nms_method not in ("gaussian", "linear"):
+            raise ValueError(f"CocoEvaluator: soft_nms_method must be 'gaussian' or 'linear', got {soft_nms_method!r}")
+        self.nms = nms
+        self.soft_nms_method = soft_nms_method
+        self.soft_nms_max_dets = int(soft_nms_max_dets)
         self.unknown_images: UnknownImages = unknown_images
         self.format_only = format_only
         self.results_name = results_name
@@ -432,11 +446,16 @@ class CocoEvaluator(Evaluator):
             scores = data["box_scores"].copy()
         report["rescore"] = (f"box score x mean keypoint score > {self.keypoint_score_thr}"
                              if self.rescore else "box score")
-        if self.nms_thr is not None:
-            keep = oks_nms(data["keypoints"], scores, data["areas"], sigmas, data["image_ids"], self.nms_thr)
-        else:
+        if self.nms_thr is None:
             keep = np.arange(data["keypoints"].shape[0])
+        elif self.nms == "soft_oks":
+            keep = soft_oks_nms(data["keypoints"], scores, data["areas"], sigmas, data["image_ids"], self.nms_thr,
+                                method=self.soft_nms_method, max_dets=self.soft_nms_max_dets)
+        else:
+            keep = oks_nms(data["keypoints"], scores, data["areas"], sigmas, data["image_ids"], self.nms_thr)
         report["oks_nms"] = self.nms_thr
+        report["nms"] = ("none" if self.nms_thr is None else "oks" if self.nms == "oks" else
+                         f"soft_oks ({self.soft_nms_method}, at most {self.soft_nms_max_dets} per image)")
         report["num_results"] = int(keep.size)
         results = make_results(data["image_ids"][keep], data["keypoints"][keep],
                                data["keypoint_scores"][keep], scores[keep], self.category_id)
@@ -455,7 +474,7 @@ class CocoEvaluator(Evaluator):
                                   source="CocoEvaluator predictions")
             metrics = score.metrics
             self._say(format_coco_table(metrics, name=self.name, boxes=self.box_source, sigmas=sig_desc)
-                      + f"\n{len(results)} results after OKS-NMS from {n} instances"
+                      + f"\n{len(results)} results after {'soft-' if self.nms == 'soft_oks' else ''}OKS-NMS from {n} instances"
                       + (f"; skipped {report['num_skipped_unknown_image']} with an image_id not in GT"
                          if report.get("num_skipped_unknown_image") else ""))
         self.report = report

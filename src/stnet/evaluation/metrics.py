@@ -273,7 +273,14 @@ def auc(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, normalizer: np.nd
 
     With ``num_thresholds=None`` the integral is exact: PCK(t) is a step function, so each visible
     joint with normalised error ``e`` contributes ``max(0, 1 - e / max_threshold)``. With an
-    integer ``n`` it is the mean PCK at ``0, T/n, ..., (n-1)T/n`` (mmpose's ``keypoint_auc``).
+    integer ``n`` it is the mean, over the thresholds ``t = 0, T/n, ..., (n-1)T/n``, of the PCK of
+    all visible joints pooled together with a joint correct when ``e <= t``.
+
+    This is NOT mmpose's ``keypoint_auc`` (``num_thrs=n``): that one averages per-joint
+    accuracies (each joint type weighted equally, however many instances label it), counts a
+    joint correct only when ``e < t`` (so its first threshold, 0, always scores 0), and divides
+    the errors by one normaliser in pixels over ``[0, 1)``. The numbers differ whenever joints
+    are labelled unevenly or an error equals a threshold.
     """
     pred = _as_float(pred, "pred", 3)
     gt = _as_float(gt, "gt", 3)

@@ -4,7 +4,8 @@ The COCO detector-box protocol of HRNet / mmpose does, per image:
 
 1. instance score = box score x mean of the keypoint scores above 0.2
    (:func:`stnet.evaluation.metrics.rescore`),
-2. greedy NMS with OKS > 0.9 as the overlap (:func:`oks_nms`).
+2. greedy NMS with OKS > 0.9 as the overlap (:func:`oks_nms`), or optionally soft-OKS-NMS
+   (:func:`soft_oks_nms`, mmpose's ``nms_mode='soft_oks_nms'``).
 
 OKS between two *predictions* is symmetric: the squared distance is divided by the mean of the
 two instance areas (HRNet's ``oks_iou``), and without ``vis_thr`` it averages over all K joints.
@@ -16,7 +17,7 @@ import numpy as np
 
 from .metrics import keypoint_similarity
 
-__all__ = ["pairwise_oks", "oks_nms", "check_nms_inputs"]
+__all__ = ["pairwise_oks", "oks_nms", "soft_oks_nms", "check_nms_inputs"]
 
 
 def pairwise_oks(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
@@ -95,3 +96,49 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
                 break
             i = int(nxt[0])
     return np.flatnonzero(keep_mask)
+
+
+def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                 image_ids: np.ndarray | None = None, thr: float = 0.9,
+                 method: str = "gaussian", max_dets: int = 20,
+                 keypoint_scores: np.ndarray | None = None, vis_thr: float | None = None,
+                 return_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Soft-OKS-NMS within each image, as mmpose's ``soft_oks_nms``: returns the kept indices in
+    ascending order (and, with ``return_scores``, the decayed score of every instance, 0 for
+    those not kept).
+
+    Per image, repeatedly take the instance with the highest current score and decay the scores
+    of the remaining ones by their OKS ``o`` with it: ``gaussian``: ``s * exp(-o**2 / thr)``;
+    ``linear``: ``s * (1 - o)`` where ``o >= thr`` (unchanged below). At most ``max_dets``
+    instances per image are kept; the rest are dropped. Ties go to the earlier input. mmpose's
+    COCO metric keeps the *original* scores of the kept instances (only the selection uses the
+    decayed ones); :class:`~stnet.evaluation.CocoEvaluator` does the same.
+    """
+    if method not in ("gaussian", "linear"):
+        raise ValueError(f"soft_oks_nms: method must be 'gaussian' or 'linear', got {method!r}")
+    if not thr > 0:
+        raise ValueError(f"soft_oks_nms: thr must be > 0, got {thr}")
+    if int(max_dets) < 1:
+        raise ValueError(f"soft_oks_nms: max_dets must be >= 1, got {max_dets}")
+    kp, sc, ar, sg, ids = check_nms_inputs(keypoints, scores, areas, sigmas, image_ids)
+    n = kp.shape[0]
+    ks = None if keypoint_scores is None else np.asarray(keypoint_scores, dtype=np.float64)
+    keep_mask = np.zeros(n, dtype=bool)
+    decayed = np.zeros(n, dtype=np.float64)
+    for img in np.unique(ids):
+        idx = np.flatnonzero(ids == img)  # ascending input order: argmax picks the earliest on ties
+        oks = pairwise_oks(kp[idx], ar[idx], sg, None if ks is None else ks[idx], vis_thr)
+        cur = sc[idx].copy()
+        alive = np.ones(idx.size, dtype=bool)
+        for _ in range(min(int(max_dets), idx.size)):
+            i = int(np.argmax(np.where(alive, cur, -np.inf)))
+            keep_mask[idx[i]] = True
+            decayed[idx[i]] = cur[i]
+            alive[i] = False
+            o = oks[i]
+            if method == "gaussian":
+                cur = np.where(alive, cur * np.exp(-o ** 2 / thr), cur)
+            else:
+                cur = np.where(alive & (o >= thr), cur * (1 - o), cur)
+    keep = np.flatnonzero(keep_mask)
+    return (keep, decayed) if return_scores else keep

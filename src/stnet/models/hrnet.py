@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import check_fields
+from ..config import replace_typed
 from ._registry import register_model
 from .layers import Bottleneck, check_images, conv_bn, fuse_branches, fusion_layers
 
@@ -199,8 +199,8 @@ HRNET_VARIANTS: dict[str, HRNetConfig] = {
 }
 
 def _build(variant: str, **overrides) -> HRNet:
-    check_fields(HRNetConfig, overrides, where=variant)
-    return HRNet(replace(HRNET_VARIANTS[variant], **overrides))
+    # Values from --set / YAML are converted to the config fields' types (mdbs=maybe fails).
+    return HRNet(replace_typed(HRNET_VARIANTS[variant], overrides, where=variant))
 
 
 @register_model()

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import check_fields
+from ..config import replace_typed
 from ._registry import register_model
 from .layers import (BN_MOMENTUM, Bottleneck, DepthwiseConv2d, MultiScaleFusion, SqueezeExcite, check_images, conv_bn,
                      resize)
@@ -436,8 +436,8 @@ STNET_VARIANTS: dict[str, STNetConfig] = {
 }
 
 def _build(variant: str, **overrides) -> STNet:
-    check_fields(STNetConfig, overrides, where=variant)
-    return STNet(replace(STNET_VARIANTS[variant], **overrides))
+    # Values from --set / YAML are converted to the config fields' types (mdbs=maybe fails).
+    return STNet(replace_typed(STNET_VARIANTS[variant], overrides, where=variant))
 
 
 @register_model()
