@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
 import types
 import typing
@@ -66,14 +65,18 @@ def check_fields(cls: type, keys: Iterable[str], where: str = "") -> None:
 
 # ----------------------------------------------------------------------------- type conversion
 
-@functools.lru_cache(maxsize=None)
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """``{field name: resolved type}`` of dataclass ``cls`` (string annotations evaluated)."""
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # an annotation that cannot be evaluated: leave such values unconverted
-        hints = {}
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+    if cls not in _FIELD_TYPES:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation that cannot be evaluated: leave such values unconverted
+            hints = {}
+        _FIELD_TYPES[cls] = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+    return _FIELD_TYPES[cls]
 
 
 def _show(value: Any) -> str:
@@ -107,8 +110,122 @@ def _describe(tp: Any) -> str:
     if origin in (dict, Mapping) or tp is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
-        return f"a mapping of {tp.__name__} fields"
+        return f"a mapping of {getattr(tp, '__name__', tp)} fields"
     return getattr(tp, "__name__", str(tp))
+
+
+def _coerce_union(value: Any, tp: Any, where: str) -> Any:
+    args = typing.get_args(tp)
+    nullable = type(None) in args
+    rest = [a for a in args if a is not type(None)]
+    if value is None:
+        if nullable:
+            return None
+        raise _fail(where, _describe(tp), value)
+    literal_members = [m for a in rest if typing.get_origin(a) is Literal for m in typing.get_args(a)]
+    if nullable and isinstance(value, str) and value.strip().lower() in _NULL and value not in literal_members:
+        return None
+    for a in rest:
+        try:
+            return coerce(value, a, where)
+        except ValueError:
+            continue
+    raise _fail(where, _describe(tp), value)
+
+
+def _coerce_literal(value: Any, tp: Any, where: str) -> Any:
+    members = typing.get_args(tp)
+    for m in members:
+        if value == m and type(value) is type(m):
+            return m
+    if isinstance(value, str):
+        for m in members:
+            if isinstance(m, str) and m.lower() == value.strip().lower():
+                return m
+    if isinstance(value, bool):  # YAML 1.1 read `off` / `on` / `no` / `yes` as a boolean
+        for m in members:
+            if isinstance(m, str) and m.lower() in (_TRUE if value else _FALSE):
+                return m
+    raise _fail(where, _describe(tp), value)
+
+
+def _coerce_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    raise _fail(where, _BOOL_HELP, value)
+
+
+def _coerce_int(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise _fail(where, "an integer", value)
+    if isinstance(value, int):
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise _fail(where, "an integer", value) from None
+    if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+        return int(number)
+    raise _fail(where, "an integer", value)
+
+
+def _coerce_float(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _fail(where, "a float", value)
+    try:
+        out = float(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise _fail(where, "a float", value) from None
+    if not math.isfinite(out):
+        raise _fail(where, "a finite float", value)
+    return out
+
+
+def _coerce_str(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    hint = " (quote it: YAML reads yes/no/on/off as booleans)" if isinstance(value, bool) else ""
+    raise ValueError(f"{where or 'value'}: expected a string, got {_show(value)}{hint}")
+
+
+_SCALARS: dict[Any, Any] = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
+
+
+def _coerce_tuple(value: Any, tp: Any, where: str) -> tuple:
+    args = typing.get_args(tp)
+    variadic = len(args) == 2 and args[1] is Ellipsis
+    if isinstance(value, Mapping) or (isinstance(value, str) and not variadic):
+        raise _fail(where, _describe(tp), value)
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not args:
+        return tuple(items)
+    if variadic:
+        return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items))
+    if len(items) != len(args):
+        raise ValueError(f"{where or 'value'}: expected {len(args)} values, got {_show(value)}")
+    return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+
+
+def _coerce_list(value: Any, tp: Any, where: str) -> list:
+    args = typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise _fail(where, "a list", value)
+    return [coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
 
 
 def coerce(value: Any, tp: Any, where: str = "") -> Any:
@@ -122,112 +239,19 @@ def coerce(value: Any, tp: Any, where: str = "") -> Any:
         return value
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        nullable = type(None) in args
-        rest = [a for a in args if a is not type(None)]
-        if value is None:
-            if nullable:
-                return None
-            raise _fail(where, _describe(tp), value)
-        literal_members = [m for a in rest if typing.get_origin(a) is Literal for m in typing.get_args(a)]
-        if (nullable and isinstance(value, str) and value.strip().lower() in _NULL
-                and value not in literal_members):
-            return None
-        for a in rest:
-            try:
-                return coerce(value, a, where)
-            except ValueError:
-                continue
-        raise _fail(where, _describe(tp), value)
+        return _coerce_union(value, tp, where)
     if origin is Literal:
-        members = typing.get_args(tp)
-        for m in members:
-            if value == m and type(value) is type(m):
-                return m
-        if isinstance(value, str):
-            for m in members:
-                if isinstance(m, str) and m.lower() == value.strip().lower():
-                    return m
-        if isinstance(value, bool):  # YAML 1.1 read `off` / `on` / `no` / `yes` as a boolean
-            for m in members:
-                if isinstance(m, str) and m.lower() in (_TRUE if value else _FALSE):
-                    return m
-        raise _fail(where, _describe(tp), value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str):
-            s = value.strip().lower()
-            if s in _TRUE:
-                return True
-            if s in _FALSE:
-                return False
-        raise _fail(where, _BOOL_HELP, value)
-    if tp is int:
-        if isinstance(value, bool):
-            raise _fail(where, "an integer", value)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            s = value.strip()
-            try:
-                return int(s, 10)
-            except ValueError:
-                try:
-                    value = float(s)
-                except ValueError:
-                    raise _fail(where, "an integer", value) from None
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
-        raise _fail(where, "an integer", value)
-    if tp is float:
-        if isinstance(value, bool):
-            raise _fail(where, "a float", value)
-        if isinstance(value, (int, float)):
-            out = float(value)
-        elif isinstance(value, str):
-            try:
-                out = float(value.strip())
-            except ValueError:
-                raise _fail(where, "a float", value) from None
-        else:
-            raise _fail(where, "a float", value)
-        if not math.isfinite(out):
-            raise _fail(where, "a finite float", value)
-        return out
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        hint = " (quote it: YAML reads yes/no/on/off as booleans)" if isinstance(value, bool) else ""
-        raise ValueError(f"{where or 'value'}: expected a string, got {_show(value)}{hint}")
+        return _coerce_literal(value, tp, where)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, where)
     if origin is tuple or tp is tuple:
-        args = typing.get_args(tp)
-        if isinstance(value, Mapping) or (isinstance(value, str) and not (len(args) == 2 and args[1] is Ellipsis)):
-            raise _fail(where, _describe(tp), value)
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        if not args:
-            return tuple(items)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items))
-        if len(items) != len(args):
-            raise ValueError(f"{where or 'value'}: expected {len(args)} values, got {_show(value)}")
-        return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+        return _coerce_tuple(value, tp, where)
     if origin is list or tp is list:
-        args = typing.get_args(tp)
-        items = list(value) if isinstance(value, (list, tuple)) else None
-        if items is None:
-            raise _fail(where, "a list", value)
-        return [coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items)] if args else items
+        return _coerce_list(value, tp, where)
     if origin in (dict, Mapping) or tp is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
+        if value is not None and not isinstance(value, Mapping):
             raise _fail(where, "a mapping", value)
-        return dict(value)
+        return dict(value or {})
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value

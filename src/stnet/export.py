@@ -116,10 +116,10 @@ class DecodeHead(nn.Module):
             nx = cx.to(x.dtype) - (hyy * gx - hxy * gy) / safe
             ny = cy.to(y.dtype) - (hxx * gy - hxy * gx) / safe
             # The step bounds of refine_dark: the stencil's reach on the blurred map, and the map.
-            r = float(max(self.ks, 1) // 2 + 1)
+            reach = float(max(self.ks, 1) // 2 + 1)
             fx, fy = cx.to(x.dtype), cy.to(y.dtype)
-            nx = (fx + (nx - fx).clamp(-r, r)).clamp(-0.5, w - 0.5)
-            ny = (fy + (ny - fy).clamp(-r, r)).clamp(-0.5, h - 0.5)
+            nx = (fx + (nx - fx).clamp(-reach, reach)).clamp(-0.5, w - 0.5)
+            ny = (fy + (ny - fy).clamp(-reach, reach)).clamp(-0.5, h - 0.5)
             x = torch.where(ok, nx, x)
             y = torch.where(ok, ny, y)
         kp = torch.stack([x, y], dim=-1) * self.ratio.to(heatmaps.dtype)

@@ -474,7 +474,8 @@ class CocoEvaluator(Evaluator):
                                   source="CocoEvaluator predictions")
             metrics = score.metrics
             self._say(format_coco_table(metrics, name=self.name, boxes=self.box_source, sigmas=sig_desc)
-                      + f"\n{len(results)} results after {'soft-' if self.nms == 'soft_oks' else ''}OKS-NMS from {n} instances"
+                      + f"\n{len(results)} results after {'soft-' * (self.nms == 'soft_oks')}OKS-NMS from "
+                        f"{n} instances"
                       + (f"; skipped {report['num_skipped_unknown_image']} with an image_id not in GT"
                          if report.get("num_skipped_unknown_image") else ""))
         self.report = report

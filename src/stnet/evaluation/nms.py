@@ -13,6 +13,8 @@ Ties in score are broken by input order (earlier first), so results are determin
 """
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 from .metrics import keypoint_similarity
@@ -96,6 +98,20 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
                 break
             i = int(nxt[0])
     return np.flatnonzero(keep_mask)
+
+
+@overload
+def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                 image_ids: np.ndarray | None = ..., thr: float = ..., method: str = ..., max_dets: int = ...,
+                 keypoint_scores: np.ndarray | None = ..., vis_thr: float | None = ...,
+                 return_scores: Literal[False] = ...) -> np.ndarray: ...
+
+
+@overload
+def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                 image_ids: np.ndarray | None = ..., thr: float = ..., method: str = ..., max_dets: int = ...,
+                 keypoint_scores: np.ndarray | None = ..., vis_thr: float | None = ...,
+                 *, return_scores: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
