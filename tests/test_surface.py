@@ -78,13 +78,15 @@ def test_eight_images_run_as_batched_forward_passes(random_stnet):
     e.max_batch = 3
     stacked = e(np.stack(images))  # a (B, H, W, 3) array is a batch too
     assert counting.sizes == [3, 3, 2]
+    # Batch sizes change the convolutions' float32 rounding (~1e-6 in the heatmaps); DARK's Newton
+    # step on these random-weight maps (often several pixels) scales that to ~1e-4 px.
     for a, b in zip(batch, stacked):
-        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
     counting.calls = 0
     streamed = list(e.stream(iter(images), chunk=4))
     assert counting.calls == 4  # 2 chunks of 4 images, each split into max_batch=3 crops
     for a, b in zip(batch, streamed):
-        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
     with pytest.raises(ValueError, match="2 entries for 8 images"):
         e(images, boxes=[None, None])
 
