@@ -1,11 +1,15 @@
 """Inference speed: stnet models against the hrnet_w32 baseline, in one process.
 
 Backends: PyTorch eager (as built), eager with BatchNorm folded, folded + channels-last
-(``optimize_for_inference``) and onnxruntime (CPU execution provider), on CPU; on a CUDA device
-also eager / folded on the GPU and onnxruntime's CUDA provider when installed. Latency is reported
-at batch 1 and throughput at larger batches (default 8 and 32). Runs are interleaved (one repetition
-of every configuration per round) so that load from other processes hits every configuration
-alike; medians over rounds are reported, with the time ratio of the first model over the second.
+(``optimize_for_inference``, what ``PoseEstimator``'s torch backend runs), onnxruntime (CPU
+execution provider) and OpenVINO in f32 and bf16 (:class:`stnet.backends.openvino.OpenVINOBackend`,
+the object ``PoseEstimator(..., backend="openvino")`` calls), on CPU; on a CUDA device also eager /
+folded on the GPU and onnxruntime's CUDA provider when installed. Latency is reported at batch 1
+and throughput at larger batches (default 8 and 32), at one or several input sizes. Runs are
+interleaved (one repetition of every configuration of every size per round) so that load from
+other processes hits every configuration alike; medians over rounds are reported, with two kinds
+of time ratio: the first model over the second (same backend, batch and size), and every backend
+over the torch fp32 optimised path (``eager_optimized``, same model, batch and size).
 
 Weights are randomised (kaiming-like convs, random BatchNorm statistics) so the max abs heatmap
 difference of every rewrite vs eager is measured on outputs of realistic magnitude.
@@ -19,6 +23,7 @@ import functools
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +32,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .cpuinfo import cpu_info
 from .export import export_onnx, ort_session
 from .io import write_text
 from .models import create_model
 from .models.complexity import count_complexity
 from .models.fuse import fold_batchnorm, optimize_for_inference
 
-__all__ = ["run_benchmark", "write_results", "format_table", "randomize", "make_runners"]
+__all__ = ["run_benchmark", "write_results", "format_table", "randomize", "make_runners", "BASELINE_BACKEND"]
+
+#: The backend every other one is compared with (``ratio_vs_torch_optimized``).
+BASELINE_BACKEND = "eager_optimized"
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> None:
@@ -53,10 +62,20 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> None:
                 m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
 
 
+def _size_key(size: tuple[int, int]) -> str:
+    return f"{int(size[0])}x{int(size[1])}"
+
+
 def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: int, tmp: Path,
-                 cuda: bool = False) -> tuple[dict[tuple, Callable[[], Any]], dict[str, Any]]:
-    """Timed callables keyed ``(model, backend, batch)`` and the model's info (params, GFLOPs,
-    max abs diff of each rewrite vs eager)."""
+                 cuda: bool = False, openvino_precisions: tuple[str, ...] = (),
+                 backends: set[str] | None = None) -> tuple[dict[tuple, Callable[[], Any]], dict[str, Any]]:
+    """Timed callables keyed ``(model, backend, batch, "HxW")`` and the model's info at this size
+    (params, GFLOPs, max abs diff of each rewrite vs eager). ``backends`` limits which are timed
+    (None: all available); ``openvino_precisions`` adds ``openvino_<precision>`` rows."""
+    def want(backend: str) -> bool:
+        return backends is None or backend in backends
+
+    sk = _size_key(size)
     torch.manual_seed(0)
     model = create_model(name, input_size=size).eval()
     randomize(model)
@@ -73,9 +92,11 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
         cl = {b: x.to(memory_format=torch.channels_last) for b, x in inputs.items()}
         diffs["eager_optimized"] = float((optimized(cl[batches[0]]) - ref).abs().max())
     for b in batches:
-        runners[(name, "eager", b)] = functools.partial(model, inputs[b])
-        runners[(name, "eager_folded", b)] = functools.partial(folded, inputs[b])
-        runners[(name, "eager_optimized", b)] = functools.partial(optimized, cl[b])
+        for backend, fn in (("eager", functools.partial(model, inputs[b])),
+                            ("eager_folded", functools.partial(folded, inputs[b])),
+                            ("eager_optimized", functools.partial(optimized, cl[b]))):
+            if want(backend):
+                runners[(name, backend, b, sk)] = fn
     if cuda:
         import copy
 
@@ -92,41 +113,82 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
             return run
 
         for b in batches:
-            runners[(name, "cuda_eager", b)] = sync(functools.partial(gm, gin[b]))
-            runners[(name, "cuda_folded", b)] = sync(functools.partial(gf, gin[b]))
-    try:
-        import onnxruntime as ort
+            if want("cuda_eager"):
+                runners[(name, "cuda_eager", b, sk)] = sync(functools.partial(gm, gin[b]))
+            if want("cuda_folded"):
+                runners[(name, "cuda_folded", b, sk)] = sync(functools.partial(gf, gin[b]))
+    if want("onnxruntime") or (cuda and want("onnxruntime_cuda")):
+        try:
+            import onnxruntime as ort
 
-        path = export_onnx(model, tmp / f"{name}.onnx", size)
-        sess = ort_session(path, threads=threads, providers=["CPUExecutionProvider"])
-        diffs["onnxruntime"] = float(np.abs(sess.run(None, {"images": inputs[batches[0]].numpy()})[0]
-                                            - ref.numpy()).max())
-        for b in batches:
-            runners[(name, "onnxruntime", b)] = functools.partial(sess.run, None, {"images": inputs[b].numpy()})
-        if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-            gs = ort_session(path, threads=threads, providers=["CUDAExecutionProvider"])
+            path = export_onnx(model, tmp / f"{name}_{sk}.onnx", size)
+            sess = ort_session(path, threads=threads, providers=["CPUExecutionProvider"])
+            diffs["onnxruntime"] = float(np.abs(sess.run(None, {"images": inputs[batches[0]].numpy()})[0]
+                                                - ref.numpy()).max())
             for b in batches:
-                runners[(name, "onnxruntime_cuda", b)] = functools.partial(gs.run, None, {"images": inputs[b].numpy()})
-    except ImportError:
-        print("onnxruntime not installed: skipping it")
+                if want("onnxruntime"):
+                    runners[(name, "onnxruntime", b, sk)] = functools.partial(
+                        sess.run, None, {"images": inputs[b].numpy()})
+            if cuda and want("onnxruntime_cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+                gs = ort_session(path, threads=threads, providers=["CUDAExecutionProvider"])
+                for b in batches:
+                    runners[(name, "onnxruntime_cuda", b, sk)] = functools.partial(
+                        gs.run, None, {"images": inputs[b].numpy()})
+        except ImportError:
+            print("onnxruntime not installed: skipping it")
+    precisions = [p for p in openvino_precisions if want(f"openvino_{p}")]
+    if precisions:
+        from .backends.openvino import OpenVINOBackend
+
+        path = tmp / f"{name}_{sk}.onnx"
+        if not path.is_file():
+            export_onnx(model, path, size)
+        for p in precisions:
+            # The ONNX graph onnxruntime runs, as OpenVINOBackend(module) would export it; no start-up
+            # cache (randomised weights are never loaded twice, and compile time is not timed).
+            be = OpenVINOBackend(path, precision=p, threads=threads, cache_dir=None)
+            x0 = inputs[batches[0]].numpy()
+            diffs[f"openvino_{p}"] = float(np.abs(be(x0) - ref.numpy()).max())
+            for b in batches:
+                be(inputs[b].numpy())  # compile this batch size's static shape outside the timing
+                runners[(name, f"openvino_{p}", b, sk)] = functools.partial(be, inputs[b].numpy())
     return runners, {"params": c.params, "gflops": round(c.gflops, 3), "max_abs_diff_vs_eager": diffs,
                      "max_abs_heatmap": scale}
 
 
 def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Sequence[int] = (1, 8, 32),
                   size: tuple[int, int] = (256, 192), rounds: int = 10, warmup: int = 2, threads: int = 2,
-                  cuda: bool | None = None, print_fn: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Time every (model, backend, batch); returns the result dict written by :func:`write_results`."""
+                  cuda: bool | None = None, print_fn: Callable[[str], None] | None = print, *,
+                  sizes: list[tuple[int, int]] | None = None, openvino: bool | None = None,
+                  openvino_precisions: tuple[str, ...] = ("f32", "bf16"), backends: list[str] | None = None,
+                  command: str | None = None) -> dict[str, Any]:
+    """Time every (model, backend, batch, size); returns the result dict written by :func:`write_results`.
+
+    ``sizes`` (default ``[size]``) are all timed in the same interleaved rounds. ``openvino``: add
+    the ``openvino_<precision>`` rows (default: when the package is installed). ``backends``: time
+    only these (e.g. ``["eager_optimized", "onnxruntime", "openvino_f32", "openvino_bf16"]``).
+    ``command`` is recorded with the results (default: this process's command line)."""
     models, batches = list(models), list(batches)
-    size = (int(size[0]), int(size[1]))
+    sizes = [tuple(int(v) for v in s) for s in (sizes or [size])]
     torch.set_num_threads(threads)
     cuda = torch.cuda.is_available() if cuda is None else cuda
+    if openvino is None:
+        from .backends.openvino import openvino_available
+
+        openvino = openvino_available()
+    want = set(backends) if backends else None
     runners: dict[tuple, Callable] = {}
     info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
-            model_runners, info[name] = make_runners(name, size, batches, threads, Path(tmp), cuda=cuda)
-            runners.update(model_runners)
+            for sz in sizes:
+                r, i = make_runners(name, sz, batches, threads, Path(tmp), cuda=cuda,
+                                    openvino_precisions=tuple(openvino_precisions) if openvino else (),
+                                    backends=want)
+                runners.update(r)
+                entry = info.setdefault(name, {"params": i["params"], **i, "sizes": {}})
+                entry["sizes"][_size_key(sz)] = {k: i[k] for k in ("gflops", "max_abs_diff_vs_eager",
+                                                                   "max_abs_heatmap")}
         times: dict[tuple, list[float]] = {k: [] for k in runners}
         with torch.inference_mode():
             for fn in runners.values():
@@ -141,25 +203,40 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
                 if print_fn:
                     print_fn(f"round {i + 1}/{rounds} ({time.perf_counter() - t_round:.1f} s)")
     rows = []
-    for (name, backend, b), ts in times.items():
+    for (name, backend, b, sk), ts in times.items():
         med = statistics.median(ts)
-        rows.append({"model": name, "backend": backend, "batch": b, "median_ms": round(med * 1e3, 2),
-                     "ms_per_image": round(med * 1e3 / b, 2), "img_per_s": round(b / med, 1)})
+        rows.append({"model": name, "backend": backend, "batch": b, "input_size": sk,
+                     "median_ms": round(med * 1e3, 2), "ms_per_image": round(med * 1e3 / b, 2),
+                     "img_per_s": round(b / med, 1)})
+    multi = len(sizes) > 1
+
+    def key(r: dict) -> str:
+        return f"{r['backend']}_b{r['batch']}" + (f"_{r['input_size']}" if multi else "")
+
+    by = {(r["model"], r["backend"], r["batch"], r["input_size"]): r for r in rows}
     ratios: dict[str, float] = {}
     if len(models) >= 2:
-        base = models[1]
         for r in rows:
-            if r["model"] == models[0]:
-                other = next((o for o in rows if o["model"] == base and o["backend"] == r["backend"]
-                              and o["batch"] == r["batch"]), None)
-                if other:
-                    ratios[f"{r['backend']}_b{r['batch']}"] = round(r["median_ms"] / other["median_ms"], 3)
+            other = by.get((models[1], r["backend"], r["batch"], r["input_size"])) if r["model"] == models[0] else None
+            if other:
+                ratios[key(r)] = round(r["median_ms"] / other["median_ms"], 3)
+    vs_torch: dict[str, dict[str, float]] = {}
+    for r in rows:
+        base = by.get((r["model"], BASELINE_BACKEND, r["batch"], r["input_size"]))
+        if base and r["backend"] != BASELINE_BACKEND:
+            r["x_torch_optimized"] = round(r["median_ms"] / base["median_ms"], 3)
+            vs_torch.setdefault(r["model"], {})[key(r)] = r["x_torch_optimized"]
+    cpu = cpu_info()
     result: dict[str, Any] = {
-        "input_size": list(size), "threads": threads, "rounds": rounds, "models_order": models,
+        "input_size": list(sizes[0]), "input_sizes": [list(s) for s in sizes], "threads": threads,
+        "rounds": rounds, "warmup": warmup, "models_order": models, "batches": batches,
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu": cpu.describe(), "cpu_model": cpu.model, "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if cuda else None,
         "models": info, "rows": rows,
         f"ratio_{models[0]}_over_{models[1] if len(models) > 1 else ''}": ratios,
+        "ratio_vs_torch_optimized": vs_torch,
     }
     try:
         import onnxruntime
@@ -167,32 +244,57 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
         result["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    if openvino:
+        import openvino as ov
+
+        result["openvino"] = ov.__version__
     return result
 
 
 def format_table(result: dict[str, Any]) -> str:
-    size, info, rows = result["input_size"], result["models"], result["rows"]
+    info, rows = result["models"], result["rows"]
+    sizes = result.get("input_sizes") or [result["input_size"]]
     models = result.get("models_order") or list(info)
-    ratios: dict[str, float] = next((v for k, v in result.items() if k.startswith("ratio_")), {})
-    lines = [f"# Inference speed ({size[0]}x{size[1]}, {result['threads']} CPU threads, median of "
+    ratios: dict[str, float] = next((v for k, v in result.items()
+                                     if k.startswith("ratio_") and k != "ratio_vs_torch_optimized"), {})
+    size_txt = ", ".join(f"{h}x{w}" for h, w in sizes)
+    lines = [f"# Inference speed ({size_txt}, {result['threads']} CPU threads, median of "
              f"{result['rounds']} interleaved rounds)", "",
-             f"torch {result['torch']}, onnxruntime {result.get('onnxruntime', '-')}, {result['cpu_count']} CPUs"
-             + (f", GPU {result['cuda']}" if result.get("cuda") else ", no GPU"), "",
-             "| model | params | GFLOPs | backend | batch | ms / batch | ms / image | img/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"CPU: {result.get('cpu') or result.get('machine')}; torch {result['torch']}, onnxruntime "
+             f"{result.get('onnxruntime', '-')}, openvino {result.get('openvino', '-')}, {result['cpu_count']} CPUs"
+             + (f", GPU {result['cuda']}" if result.get("cuda") else ", no GPU"), ""]
+    if result.get("command"):
+        lines += [f"Command: `{result['command']}`", ""]
+    lines += ["| model | input | params | GFLOPs | backend | batch | ms / batch | ms / image | img/s | x torch opt |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         i = info[r["model"]]
-        lines.append(f"| {r['model']} | {i['params'] / 1e6:.2f}M | {i['gflops']:.2f} | {r['backend']} | {r['batch']} | "
-                     f"{r['median_ms']:.1f} | {r['ms_per_image']:.1f} | {r['img_per_s']:.1f} |")
+        sk = r.get("input_size") or f"{sizes[0][0]}x{sizes[0][1]}"
+        gf = (i.get("sizes") or {}).get(sk, i)["gflops"]
+        x = r.get("x_torch_optimized")
+        lines.append(f"| {r['model']} | {sk} | {i['params'] / 1e6:.2f}M | {gf:.2f} | {r['backend']} | {r['batch']} | "
+                     f"{r['median_ms']:.1f} | {r['ms_per_image']:.1f} | {r['img_per_s']:.1f} | "
+                     f"{f'{x:.2f}x' if x is not None else ('1' if r['backend'] == BASELINE_BACKEND else '-')} |")
+    lines += ["", f"x torch opt: time over the torch fp32 optimised path ({BASELINE_BACKEND}) of the same model, "
+                  "batch and input size, in the same run (lower = faster)."]
     if ratios and len(models) > 1:
         lines += ["", f"Time ratio {models[0]} / {models[1]} (lower = {models[0]} faster): " +
                   ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())]
+
+    def diff_txt(d: dict) -> str:
+        return ", ".join(f"{k} {v:.1e}" for k, v in d["max_abs_diff_vs_eager"].items())
+
+    parts = []
+    for n, i in info.items():
+        for sk, d in (i.get("sizes") or {"": i}).items():
+            parts.append(f"{n}{' ' + sk if sk else ''} [{d['max_abs_heatmap']:.2g}]: {diff_txt(d)}")
     lines += ["", "Max abs heatmap difference of the rewrites vs eager (randomised weights; max |heatmap| in "
-                  "brackets): " + "; ".join(f"{n} [{i['max_abs_heatmap']:.2g}]: " + ", ".join(
-                      f"{k} {v:.1e}" for k, v in i["max_abs_diff_vs_eager"].items()) for n, i in info.items()),
+                  "brackets): " + "; ".join(parts),
               "", "eager: as built; eager_folded: BatchNorm folded; eager_optimized: folded + channels-last "
-                  "(stnet.models.fuse.optimize_for_inference, what PoseEstimator runs); onnxruntime: folded, "
-                  "exported by stnet.export, CPU provider; cuda_*: same on the GPU."]
+                  "(stnet.models.fuse.optimize_for_inference, what PoseEstimator's torch backend runs); onnxruntime: "
+                  "folded, exported by stnet.export, CPU provider; openvino_f32 / openvino_bf16: the same ONNX graph "
+                  "under OpenVINO's CPU plugin (stnet.backends.openvino.OpenVINOBackend, latency hint, static batch "
+                  "shape, INFERENCE_PRECISION_HINT f32 / bf16); cuda_*: same on the GPU."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Export models for deployment (ONNX).
+"""Export models for deployment (ONNX; OpenVINO IR through :func:`export_openvino`).
 
 Plain export (:func:`export_onnx`): the graph takes ``images`` (B, 3, H, W) float32,
 ImageNet-normalised, and returns ``heatmaps`` (B, K, H/4, W/4); the batch dimension is dynamic.
@@ -25,6 +25,9 @@ atomically: an existing file at ``path`` is replaced only once the new export is
 :func:`export_estimator` exports a :class:`~stnet.inference.PoseEstimator`'s network with its
 metadata (``stnet export``), :func:`check_onnx` measures the file against PyTorch and
 :func:`ort_session` opens it with onnxruntime (used by the onnxruntime backend and ``stnet bench``).
+
+Both formats carry the same metadata json (:func:`deployment_metadata`): the ONNX file in
+``metadata_props["stnet"]``, the OpenVINO IR in its rt_info under ``stnet``.
 """
 from __future__ import annotations
 
@@ -46,7 +49,50 @@ from .models.outputs import last_stage
 if TYPE_CHECKING:
     from .inference import PoseEstimator
 
-__all__ = ["export_onnx", "export_estimator", "check_onnx", "ort_session", "DecodeHead", "DecodingModel"]
+__all__ = ["export_onnx", "export_openvino", "export_estimator", "deployment_metadata", "check_onnx", "ort_session",
+           "DecodeHead", "DecodingModel"]
+
+
+def deployment_metadata(*, model: str, skeleton, input_size: Sequence[int], codec=None, unbiased: bool = True,
+                        bbox_padding: float = 1.25, decode: bool = False, with_affine: bool = False,
+                        untrained: bool = False, source: str | None = None) -> dict:
+    """What a consumer of an exported graph needs besides the graph: the model, the keypoint
+    layout, the crop size, the input normalisation and the crop conventions (how a person box
+    becomes a crop), the codec and whether decoding is in the graph. Stored by ``stnet export``
+    in both formats."""
+    from .codecs import CodecConfig
+    from .data.skeletons import get_skeleton
+
+    skel = get_skeleton(skeleton)
+    codec = codec or CodecConfig()
+    h, w = int(input_size[0]), int(input_size[1])
+    return {
+        "model": model, "skeleton": skel.name, "keypoint_names": list(skel.keypoint_names),
+        "input_size": [h, w], "normalize": "ImageNet mean/std on RGB 0..255",
+        "normalization": {"color": "RGB", "scale": "1/255", "mean": [0.485, 0.456, 0.406],
+                          "std": [0.229, 0.224, 0.225], "layout": "NCHW float32"},
+        "crop": {"box": "[x, y, w, h] image pixels", "bbox_padding": float(bbox_padding),
+                 "aspect_ratio": round(w / h, 6),
+                 "rule": "centre kept, the shorter side grown to W/H, then both sides x bbox_padding",
+                 "warp": "affine (stnet.data.transforms.get_warp_matrix), bilinear, zero border; " + (
+                     "unbiased (UDP): region centre -> ((W-1)/2, (H-1)/2), x scale (W-1)/region_w, "
+                     "y scale (H-1)/region_h; pixel centres at integers" if unbiased else
+                     "classic: region centre -> (W/2, H/2), scale W/region_w on both axes"),
+                 "unbiased": bool(unbiased)},
+        "codec": codec.kind, "heatmap_stride": int(codec.heatmap_stride), "sigma": float(codec.sigma),
+        "blur_kernel_size": int(codec.blur_kernel_size),
+        "decode": bool(decode or with_affine), "with_affine": bool(with_affine),
+        "untrained": bool(untrained), "source": source,
+    }
+
+
+def export_openvino(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] | None = None,
+                    **kwargs) -> Path:
+    """OpenVINO IR (``.xml`` + ``.bin``) of the graph :func:`export_onnx` writes, with ``metadata``
+    in the IR's rt_info; see :func:`stnet.backends.openvino.export_openvino` (needs ``openvino``)."""
+    from .backends.openvino import export_openvino as _export
+
+    return _export(model, path, input_size, **kwargs)
 
 
 def _blur_kernel(kernel_size: int) -> torch.Tensor:

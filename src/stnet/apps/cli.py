@@ -141,7 +141,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = run_benchmark(args.models, args.batches, args.size, rounds=args.rounds, warmup=args.warmup,
                            threads=args.threads, cuda=False if args.no_cuda else None,
-                           print_fn=lambda m: print(m, file=sys.stderr))
+                           print_fn=lambda m: print(m, file=sys.stderr), sizes=args.sizes,
+                           openvino=False if args.no_openvino else None, backends=args.backends,
+                           command=" ".join(["stnet", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else None)
     if args.out:
         j, m = write_results(result, args.out)
         print(f"stnet bench: wrote {j} and {m}", file=sys.stderr)
@@ -222,12 +224,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch parity check")
     e.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("bench", help="inference speed: eager vs onnxruntime, stnet vs hrnet_w32",
+    b = sub.add_parser("bench", help="inference speed: eager vs onnxruntime vs openvino, stnet vs hrnet_w32",
                        description="Latency (batch 1) and throughput (batch 8/32), PyTorch eager / folded / "
-                                   "onnxruntime on CPU (and GPU when present), params / GFLOPs, rewrite diffs.")
+                                   "optimised, onnxruntime and OpenVINO f32 / bf16 (when installed) on CPU (and "
+                                   "GPU when present), interleaved rounds, ratios vs the torch optimised path and "
+                                   "stnet vs hrnet, params / GFLOPs, rewrite diffs.")
     b.add_argument("--models", nargs="+", default=["stnet_1s", "hrnet_w32"])
     b.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     b.add_argument("--size", type=_size, default=(256, 192), metavar="HxW")
+    b.add_argument("--sizes", type=_size, nargs="+", default=None, metavar="HxW",
+                   help="several input sizes timed in the same interleaved rounds (overrides --size)")
+    b.add_argument("--backends", nargs="+", default=None,
+                   help="time only these (eager eager_folded eager_optimized onnxruntime openvino_f32 openvino_bf16)")
+    b.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO rows even when it is installed")
     b.add_argument("--rounds", type=int, default=10)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--threads", type=int, default=2)

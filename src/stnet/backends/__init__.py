@@ -10,24 +10,32 @@ A backend is any object with this shape (:class:`Backend`)::
 
 :class:`~stnet.inference.PoseEstimator` does everything around it (crops, batching, flip test,
 decoding, mapping to image pixels), so a backend only maps crops to heatmaps. Built in:
-:class:`~stnet.backends.torch.TorchBackend` (PyTorch, BatchNorm folded, channels-last on CPU) and
+:class:`~stnet.backends.torch.TorchBackend` (PyTorch, BatchNorm folded, channels-last on CPU),
 :class:`~stnet.backends.onnxruntime.OnnxRuntimeBackend` (an exported ``.onnx`` file or a network
-exported on the fly). :func:`build_backend` makes one by name.
+exported on the fly) and :class:`~stnet.backends.openvino.OpenVINOBackend` (OpenVINO's CPU
+plugin, f32 or bf16; a network, an ``.onnx`` file or an IR ``.xml``; needs the optional
+``openvino`` package, imported only when that backend is built). :func:`build_backend` makes one
+by name; ``"auto"`` is OpenVINO when installed (on CPU), else the default for the model.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["Backend", "BACKENDS", "build_backend"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .openvino import OpenVINOBackend
 
-#: Names :func:`build_backend` accepts.
-BACKENDS = ("torch", "onnxruntime")
+__all__ = ["Backend", "BACKENDS", "build_backend", "default_backend", "resolve_backend_name", "openvino_available",
+           "OpenVINOBackend"]
+
+#: Names :func:`build_backend` accepts (and ``"auto"``).
+BACKENDS = ("torch", "onnxruntime", "openvino")
+_FP32 = ("auto", "f32", "fp32", "float32")
 
 
 @runtime_checkable
@@ -38,18 +46,65 @@ class Backend(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def build_backend(name: str, model: nn.Module | str | os.PathLike, input_size: tuple[int, int] | None = None,
-                  device: str | torch.device = "cpu") -> Backend:
-    """Backend ``name`` running ``model``: a network, or for ``"onnxruntime"`` also an ``.onnx``
-    file. ``input_size`` (H, W) is required for a network; for a file it defaults to the graph's."""
+def openvino_available() -> bool:
+    """True when the ``openvino`` package can be imported (``pip install stnet[openvino]``)."""
+    from .openvino import openvino_available as _available
+
+    return _available()
+
+
+def default_backend(model: nn.Module | str | os.PathLike) -> str:
+    """The backend a model runs on when none is named: torch for a network, onnxruntime for an
+    ``.onnx`` file, openvino for an OpenVINO IR ``.xml``."""
+    if isinstance(model, nn.Module):
+        return "torch"
+    return "openvino" if str(model).endswith(".xml") else "onnxruntime"
+
+
+def resolve_backend_name(name: str | None, model: nn.Module | str | os.PathLike,
+                         device: str | torch.device = "cpu") -> str:
+    """``None`` -> :func:`default_backend`; ``"auto"`` -> ``"openvino"`` when it is installed and
+    the device is the CPU, else the default; other names are checked."""
+    if name is None:
+        return default_backend(model)
+    if name == "auto":
+        if torch.device(device).type == "cpu" and openvino_available():
+            return "openvino"
+        return default_backend(model)
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS + ('auto',)))}, got {name!r}")
+    return name
+
+
+def build_backend(name: str | None, model: nn.Module | str | os.PathLike, input_size: tuple[int, int] | None = None,
+                  device: str | torch.device = "cpu", *, precision: str = "auto", threads: int | None = None,
+                  cache_dir: str | os.PathLike | None | bool = True) -> Backend:
+    """Backend ``name`` (see :func:`resolve_backend_name`) running ``model``: a network, an
+    ``.onnx`` file (onnxruntime, openvino) or an OpenVINO IR ``.xml`` (openvino). ``input_size``
+    (H, W) is required for a network; for a file it defaults to the graph's.
+
+    ``precision`` (``"f32"`` / ``"bf16"`` / ``"auto"``, see
+    :func:`stnet.backends.openvino.resolve_precision`) and ``cache_dir`` apply to OpenVINO; the
+    torch and onnxruntime backends run fp32 and refuse ``"bf16"``. ``threads``: OpenVINO's
+    ``INFERENCE_NUM_THREADS`` (default torch's thread count, which onnxruntime and torch use)."""
+    name = resolve_backend_name(name, model, device)
+    if name != "openvino" and str(precision).lower() not in _FP32:
+        raise ValueError(f"precision={precision!r} needs backend='openvino' (the {name} backend runs fp32)")
+    if name != "openvino" and not isinstance(model, nn.Module) and str(model).endswith(".xml"):
+        raise ValueError(f"{model}: an OpenVINO IR (.xml) needs backend='openvino'")
     if name == "torch":
         if not isinstance(model, nn.Module):
-            raise ValueError(f"{model}: an .onnx file needs backend='onnxruntime'")
+            raise ValueError(f"{model}: an .onnx file needs backend='onnxruntime' or 'openvino'")
         from .torch import TorchBackend
 
         return TorchBackend(model, _size(input_size), device)
+    if name == "openvino":
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"backend='openvino' runs on the CPU, not {device!r}")
+        from .openvino import OpenVINOBackend
+
+        return OpenVINOBackend(model, input_size=_size(input_size) if isinstance(model, nn.Module) else input_size,
+                               precision=precision, threads=threads or torch.get_num_threads(), cache_dir=cache_dir)
     from .onnxruntime import OnnxRuntimeBackend
 
     if isinstance(model, nn.Module):
@@ -61,3 +116,11 @@ def _size(input_size: tuple[int, int] | None) -> tuple[int, int]:
     if input_size is None:
         raise ValueError("a network backend needs input_size (H, W)")
     return int(input_size[0]), int(input_size[1])
+
+
+def __getattr__(name: str):
+    if name == "OpenVINOBackend":
+        from .openvino import OpenVINOBackend
+
+        return OpenVINOBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,211 @@
+"""OpenVINO backend (issue 15): parity with PyTorch in f32 / bf16, dynamic batch, the start-up
+cache, IR export with metadata, the precision rule, the benchmark rows. Skipped when the optional
+``openvino`` package is not installed (``pip install stnet[openvino]``)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+ov = pytest.importorskip("openvino")
+
+from stnet.backends.openvino import (OpenVINOBackend, export_openvino, read_metadata,  # noqa: E402
+                                     resolve_precision)
+from stnet.bench import randomize  # noqa: E402
+from stnet.cpuinfo import CpuInfo  # noqa: E402
+from stnet.export import deployment_metadata, export_onnx  # noqa: E402
+from stnet.models import create_model  # noqa: E402
+
+SIZE = (64, 64)
+NO_BF16 = CpuInfo("Fake CPU", 2, avx512_bf16=False, amx_bf16=False)
+AVX512_BF16 = CpuInfo("AMD EPYC", 2, avx512_bf16=True, amx_bf16=False)
+AMX = CpuInfo("Intel Xeon", 2, avx512_bf16=True, amx_bf16=True)
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """Never write the user's ~/.cache from the tests."""
+    monkeypatch.setenv("STNET_CACHE_DIR", str(tmp_path / "stnet_cache"))
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    m = create_model("stnet_1s", input_size=SIZE).eval()
+    randomize(m)
+    return m
+
+
+META = deployment_metadata(model="stnet_1s", skeleton="coco17", input_size=SIZE, untrained=True, source="test")
+
+
+@pytest.fixture(scope="module")
+def onnx_file(net, tmp_path_factory):
+    """stnet_1s exported once (tracing the network is the slow part); the backends read the file."""
+    return export_onnx(net, tmp_path_factory.mktemp("onnx") / "stnet_1s.onnx", SIZE, metadata=META)
+
+
+class Tiny(nn.Module):
+    """A few convs: fast to export and compile, for the cache / batching tests."""
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, k, 1))
+        randomize(self)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return torch.randn(3, 3, *SIZE, generator=torch.Generator().manual_seed(2))
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_f32_matches_torch(net, onnx_file, crops, tmp_path):
+    be = OpenVINOBackend(onnx_file, precision="f32", threads=2, cache_dir=tmp_path)
+    with torch.inference_mode():
+        ref = net(crops).numpy()
+    out = be(crops.numpy())
+    assert be.name == "openvino" and be.input_size == SIZE and be.precision == "f32"
+    assert out.dtype == np.float32 and out.shape == ref.shape == (3, 17, 16, 16)
+    assert _rel(out, ref) < 1e-4
+
+
+def test_bf16_close_to_torch(net, onnx_file, crops, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without bf16 units: OpenVINO runs f32
+        be = OpenVINOBackend(onnx_file, precision="bf16", threads=2, cache_dir=tmp_path)
+    with torch.inference_mode():
+        ref = net(crops).numpy()
+    out = be(crops.numpy())
+    assert be.precision in ("bf16", "f32")
+    # bf16 keeps 8 mantissa bits: ~1% of the heatmap range after ~40 layers, argmax mostly kept
+    assert _rel(out, ref) < 5e-2
+    same = (out.reshape(3, 17, -1).argmax(-1) == ref.reshape(3, 17, -1).argmax(-1)).mean()
+    assert same > 0.8
+
+
+def test_dynamic_batch_static_shapes_then_fallback(tmp_path):
+    m = Tiny().eval()
+    x = torch.randn(5, 3, *SIZE)
+    with torch.inference_mode():
+        ref = m(x).numpy()
+    be = OpenVINOBackend(m, input_size=SIZE, precision="f32", cache_dir=tmp_path, max_static=2)
+    assert be.compiled_batches == [1] and be.num_joints == 5
+    for b in (1, 3, 5, 2):  # 1 and 3 compiled statically; 5 and 2 run on the dynamic compilation
+        np.testing.assert_allclose(be(x[:b].numpy()), ref[:b], rtol=1e-4, atol=1e-5)
+    assert be.compiled_batches == [1, 3] and be._dynamic is not None
+    assert be(np.zeros((0, 3, *SIZE), np.float32)).shape == (0, 5, 16, 16)
+    with pytest.raises(ValueError, match="expects"):
+        be(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_cache_dir_used_and_second_start_reuses_it(tmp_path):
+    m = Tiny().eval()
+    cache = tmp_path / "ovcache"
+    first = OpenVINOBackend(m, input_size=SIZE, precision="f32", cache_dir=cache)
+    assert not first.ir_from_cache
+    assert len(list((cache / "ir").glob("*.xml"))) == 1 and list((cache / "ir").glob("*.bin"))
+    assert list(cache.glob("*.blob")), "OpenVINO's CACHE_DIR holds no compiled blob"
+    second = OpenVINOBackend(m, input_size=SIZE, precision="f32", cache_dir=cache)
+    assert second.ir_from_cache
+    x = np.random.default_rng(0).standard_normal((2, 3, *SIZE)).astype(np.float32)
+    np.testing.assert_allclose(second(x), first(x), rtol=1e-5, atol=1e-6)
+    # other weights: another IR entry, not the cached one
+    with torch.no_grad():
+        m.body[-1].bias.add_(1.0)
+    third = OpenVINOBackend(m, input_size=SIZE, precision="f32", cache_dir=cache)
+    assert not third.ir_from_cache and len(list((cache / "ir").glob("*.xml"))) == 2
+    # no cache: nothing written
+    off = OpenVINOBackend(m, input_size=SIZE, precision="f32", cache_dir=None)
+    assert off.cache_dir is None and not off.ir_from_cache
+
+
+def test_default_cache_dir_from_env(tmp_path):
+    be = OpenVINOBackend(Tiny().eval(), input_size=SIZE, precision="f32")
+    assert be.cache_dir == tmp_path / "stnet_cache" / "openvino"
+    assert list(be.cache_dir.glob("ir/*.xml"))
+
+
+def test_ir_export_round_trip_keeps_metadata(tmp_path):
+    meta = dict(META)
+    assert meta["crop"]["bbox_padding"] == 1.25 and meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    m = Tiny().eval()
+    xml = export_openvino(m, tmp_path / "model", SIZE, metadata=meta)  # .xml added
+    assert xml.name == "model.xml" and xml.with_suffix(".bin").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp files left behind"
+    assert read_metadata(xml) == json.loads(json.dumps(meta))
+    be = OpenVINOBackend(xml, precision="f32", cache_dir=None)
+    assert be.metadata == read_metadata(xml) and be.input_size == SIZE and be.num_joints == 5
+    x = torch.randn(2, 3, *SIZE)
+    with torch.inference_mode():
+        ref = m(x).numpy()
+    assert _rel(be(x.numpy()), ref) < 1e-4
+    # weights stay f32 in the file (8*3*9 + 8*8*9 + 5*8 weights + biases, 4 bytes each)
+    assert xml.with_suffix(".bin").stat().st_size >= 4 * (8 * 3 * 9 + 8 * 8 * 9 + 5 * 8)
+
+
+def test_onnx_metadata_read_through_openvino(onnx_file):
+    pytest.importorskip("onnx")
+    assert OpenVINOBackend(onnx_file, precision="f32", cache_dir=None).metadata == json.loads(json.dumps(META))
+    assert read_metadata(onnx_file)["skeleton"] == "coco17"
+
+
+def test_ir_export_with_decoding(tmp_path):
+    xml = export_openvino(Tiny().eval(), tmp_path / "kp.xml", SIZE, decode=True)
+    model = ov.Core().read_model(str(xml))
+    assert [o.get_any_name() for o in model.outputs] == ["keypoints", "scores"]
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        OpenVINOBackend(tmp_path / "missing.onnx")
+    (tmp_path / "w.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match=".onnx or OpenVINO IR"):
+        OpenVINOBackend(tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="precision"):
+        OpenVINOBackend(Tiny(), input_size=SIZE, precision="int4")
+
+
+def test_precision_auto_rule_on_faked_cpus():
+    assert resolve_precision("auto", NO_BF16) == "f32"
+    assert resolve_precision("auto", AVX512_BF16) == "bf16"
+    assert resolve_precision("auto", AMX) == "bf16"
+    assert resolve_precision("fp32", AMX) == "f32" and resolve_precision("bfloat16", AMX) == "bf16"
+    with pytest.warns(RuntimeWarning, match="no bf16 units"):
+        assert resolve_precision("bf16", NO_BF16) == "bf16"
+    with pytest.raises(ValueError):
+        resolve_precision("fp16", AMX)
+
+
+def test_precision_auto_reaches_openvino(tmp_path):
+    be = OpenVINOBackend(Tiny().eval(), input_size=SIZE, precision="auto", cpu=NO_BF16, cache_dir=tmp_path)
+    assert be.requested_precision == "auto" and be.precision == "f32"
+    assert be._config["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+def test_bench_openvino_rows():
+    from stnet.bench import format_table, run_benchmark
+
+    r = run_benchmark(["stnet_1s"], [1], (64, 64), rounds=1, warmup=0, threads=1, cuda=False, print_fn=None,
+                      backends=["eager_optimized", "openvino_f32", "openvino_bf16"], command="test")
+    rows = {row["backend"]: row for row in r["rows"]}
+    assert set(rows) == {"eager_optimized", "openvino_f32", "openvino_bf16"}
+    assert rows["openvino_f32"]["x_torch_optimized"] > 0 and "x_torch_optimized" not in rows["eager_optimized"]
+    assert r["ratio_vs_torch_optimized"]["stnet_1s"].keys() == {"openvino_f32_b1", "openvino_bf16_b1"}
+    d = r["models"]["stnet_1s"]["max_abs_diff_vs_eager"]
+    assert d["openvino_f32"] < 1e-3 * max(1.0, r["models"]["stnet_1s"]["max_abs_heatmap"])
+    assert r["openvino"] == ov.__version__ and r["cpu"] and r["command"] == "test"
+    table = format_table(r)
+    assert "| openvino_bf16 |" in table and "x torch opt" in table and "Command: `test`" in table
