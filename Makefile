@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - install, then estimate poses on the bundled photo with the shipped weights
-#   make test   - install, then run the default test suite (CPU, ~minutes)
+#   make test   - install, then run the default test suite (CPU, ~minutes); the install includes the
+#                 optional extras (onnxruntime, openvino) so CI runs their backend tests too
 #   make lint   - ruff (lint) on src, tests and benchmarks, mypy on the package
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
@@ -11,7 +12,7 @@ STAMP := .install.stamp
 # The CPU build of torch is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,export]"
+	$(PIP) install -q -e ".[dev,export,openvino]"
 	touch $(STAMP)
 
 install: $(STAMP)
