@@ -1,6 +1,7 @@
 """OpenVINO backend (issue 15): parity with PyTorch in f32 / bf16, dynamic batch, the start-up
-cache, IR export with metadata, the precision rule, the benchmark rows. Skipped when the optional
-``openvino`` package is not installed (``pip install stnet[openvino]``)."""
+cache, IR export with metadata, the precision rule, PoseEstimator / ``stnet predict`` /
+``stnet export`` with it, the benchmark rows. Skipped when the optional ``openvino`` package is not
+installed (``pip install stnet[openvino]``)."""
 from __future__ import annotations
 
 import json
@@ -26,10 +27,14 @@ AVX512_BF16 = CpuInfo("AMD EPYC", 2, avx512_bf16=True, amx_bf16=False)
 AMX = CpuInfo("Intel Xeon", 2, avx512_bf16=True, amx_bf16=True)
 
 
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    """Never write the user's ~/.cache from the tests."""
-    monkeypatch.setenv("STNET_CACHE_DIR", str(tmp_path / "stnet_cache"))
+@pytest.fixture(scope="module", autouse=True)
+def cache_root(tmp_path_factory):
+    """Never write the user's ~/.cache from the tests; one cache for the module, so a network is
+    exported once however many estimators run it (the cache doing its job)."""
+    root = tmp_path_factory.mktemp("stnet_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STNET_CACHE_DIR", str(root))
+        yield root
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +137,9 @@ def test_cache_dir_used_and_second_start_reuses_it(tmp_path):
     assert off.cache_dir is None and not off.ir_from_cache
 
 
-def test_default_cache_dir_from_env(tmp_path):
+def test_default_cache_dir_from_env(cache_root):
     be = OpenVINOBackend(Tiny().eval(), input_size=SIZE, precision="f32")
-    assert be.cache_dir == tmp_path / "stnet_cache" / "openvino"
+    assert be.cache_dir == cache_root / "openvino"
     assert list(be.cache_dir.glob("ir/*.xml"))
 
 
@@ -209,3 +214,111 @@ def test_bench_openvino_rows():
     assert r["openvino"] == ov.__version__ and r["cpu"] and r["command"] == "test"
     table = format_table(r)
     assert "| openvino_bf16 |" in table and "x torch opt" in table and "Command: `test`" in table
+
+
+# ------------------------------------------------------------------------------------------ estimator / CLI
+IMAGE = np.random.default_rng(3).integers(0, 255, (150, 120, 3), dtype=np.uint8)
+BOXES = [[10, 10, 60, 110], [50, 20, 60, 100]]
+
+
+@pytest.fixture(scope="module")
+def ckpt(net, tmp_path_factory):
+    """A training checkpoint of ``net`` (same weights: its IR comes from the module's cache)."""
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    cfg = {"model": {"name": "stnet_1s", "overrides": {}}, "input_size": list(SIZE),
+           "train": {"skeleton": "coco17"}, "val": {"skeleton": "coco17"}}
+    torch.save({"model": net.state_dict(), "config": cfg, "epoch": 1}, path)
+    return path
+
+
+def _kp(persons):
+    return np.stack([p.keypoints for p in persons]), np.stack([p.scores for p in persons])
+
+
+def test_estimator_openvino_matches_torch(net):
+    from stnet.inference import PoseEstimator
+
+    ref_kp, ref_sc = _kp(PoseEstimator(net, skeleton="coco17")(IMAGE, boxes=BOXES))
+    est = PoseEstimator(net, skeleton="coco17", backend="openvino", precision="f32", threads=1)
+    assert est.backend.name == "openvino" and est.backend.precision == "f32" and est.backend.threads == 1
+    assert "precision='f32'" in repr(est)
+    kp, sc = _kp(est(IMAGE, boxes=BOXES))
+    assert np.abs(kp - ref_kp).max() < 1e-2 and np.abs(sc - ref_sc).max() < 1e-4
+    # flip test and batches larger than max_batch: same numbers as torch
+    a = PoseEstimator(net, skeleton="coco17", flip_test=True, max_batch=3)(IMAGE, boxes=BOXES * 2)
+    b = est.with_options(flip_test=True, max_batch=3)(IMAGE, boxes=BOXES * 2)
+    assert np.abs(_kp(a)[0] - _kp(b)[0]).max() < 1e-2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bf = PoseEstimator(net, skeleton="coco17", backend="openvino", precision="bf16")
+    assert bf.backend.ir_from_cache  # exported once for the f32 estimator above
+    kp16, sc16 = _kp(bf(IMAGE, boxes=BOXES))
+    assert np.abs(sc16 - ref_sc).max() < 0.05 * np.abs(ref_sc).max()
+    assert np.median(np.abs(kp16 - ref_kp)) < 1.0  # random weights: a few peaks may flip, most stay put
+
+
+def test_estimator_from_checkpoint_onnx_and_ir(net, ckpt, onnx_file, tmp_path):
+    from stnet.inference import PoseEstimator
+
+    ref_kp, _ = _kp(PoseEstimator(net, skeleton="coco17")(IMAGE, boxes=BOXES))
+    from_ckpt = PoseEstimator.from_spec(str(ckpt), backend="openvino", precision="f32")
+    assert from_ckpt.backend.ir_from_cache and from_ckpt.skeleton.name == "coco17"
+    assert np.abs(_kp(from_ckpt(IMAGE, boxes=BOXES))[0] - ref_kp).max() < 1e-2
+    from_onnx = PoseEstimator.from_spec(str(onnx_file), backend="openvino", precision="f32")
+    assert from_onnx.skeleton.name == "coco17" and from_onnx.input_size == SIZE  # from the file's metadata
+    assert np.abs(_kp(from_onnx(IMAGE, boxes=BOXES))[0] - ref_kp).max() < 1e-2
+    xml = tmp_path / "m.xml"  # the ONNX graph as IR (export_openvino itself is tested above, on a small net)
+    ov.save_model(ov.Core().read_model(str(onnx_file)), str(xml), compress_to_fp16=False)
+    from_ir = PoseEstimator(str(xml), precision="f32")  # an IR: openvino by default
+    assert from_ir.backend_name == "openvino" and from_ir.skeleton.name == "coco17"
+    assert np.abs(_kp(from_ir(IMAGE, boxes=BOXES))[0] - ref_kp).max() < 1e-2
+    with pytest.raises(ValueError, match="needs backend='openvino'"):
+        PoseEstimator(str(xml), backend="onnxruntime")
+
+
+def test_backend_auto_and_precision_checks(net, monkeypatch):
+    import stnet.backends as backends
+    from stnet.inference import PoseEstimator
+
+    assert backends.resolve_backend_name("auto", net) == "openvino"
+    assert backends.resolve_backend_name("auto", net, device="cuda") == "torch"
+    assert backends.resolve_backend_name(None, "m.xml") == "openvino"
+    assert backends.resolve_backend_name(None, "m.onnx") == "onnxruntime"
+    est = PoseEstimator(net, skeleton="coco17", backend="auto")
+    assert est.backend_name == "openvino"
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+    assert backends.resolve_backend_name("auto", net) == "torch"
+    assert backends.resolve_backend_name("auto", "m.onnx") == "onnxruntime"
+    with pytest.raises(ValueError, match="needs backend='openvino'"):
+        PoseEstimator(net, skeleton="coco17", backend="torch", precision="bf16")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        backends.build_backend("openvino", net, SIZE, device="cuda")
+
+
+def test_cli_predict_and_export_openvino(ckpt, tmp_path, capsys):
+    import cv2
+
+    from stnet.cli import main
+
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), IMAGE[..., ::-1])
+    outs = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / backend
+        rc = main(["predict", str(img), "--model", str(ckpt), "--backend", backend, "--precision",
+                   "f32" if backend == "openvino" else "auto", "--detector", "whole", "--output-dir", str(out),
+                   "--no-render", "--no-progress"])
+        assert rc == 0
+        outs[backend] = json.loads((out / "predictions.json").read_text())["img.png"]
+    assert "openvino f32" in capsys.readouterr().err
+    a, b = (np.array(outs[k][0]["keypoints"]) for k in ("torch", "openvino"))
+    assert np.abs(a - b).max() < 0.02  # json rounds to 0.01 px
+    xml = tmp_path / "exp" / "model.xml"
+    rc = main(["export", str(ckpt), "--format", "openvino", "-o", str(xml)])
+    text = capsys.readouterr()
+    assert rc == 0 and xml.is_file() and xml.with_suffix(".bin").is_file()
+    assert "openvino (f32) vs PyTorch max abs diff" in text.out
+    assert float(text.out.split("max abs diff")[1].split()[0]) < 1e-3
+    meta = read_metadata(xml)
+    assert meta["skeleton"] == "coco17" and meta["input_size"] == list(SIZE) and meta["crop"]["bbox_padding"] == 1.25
+    assert meta["normalization"]["std"] == [0.229, 0.224, 0.225] and meta["source"] == str(ckpt)

@@ -111,7 +111,9 @@ def test_export_cli_decode(tmp_path, capsys):
 def test_bench_small():
     from stnet.bench import format_table, run_benchmark
 
-    r = run_benchmark(["stnet_1s"], [1], (64, 64), rounds=1, warmup=0, threads=1, cuda=False, print_fn=None)
+    # OpenVINO rows (bf16 is not exact) are tested in test_openvino.py
+    r = run_benchmark(["stnet_1s"], [1], (64, 64), rounds=1, warmup=0, threads=1, cuda=False, print_fn=None,
+                      openvino=False)
     backends = {row["backend"] for row in r["rows"]}
     assert {"eager", "eager_folded", "eager_optimized"} <= backends
     assert all(v < 1e-3 for v in r["models"]["stnet_1s"]["max_abs_diff_vs_eager"].values())

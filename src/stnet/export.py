@@ -68,11 +68,14 @@ def deployment_metadata(*, model: str, skeleton, input_size: Sequence[int], code
     h, w = int(input_size[0]), int(input_size[1])
     return {
         "model": model, "skeleton": skel.name, "keypoint_names": list(skel.keypoint_names),
+        "skeleton_def": skel.to_dict(),
         "input_size": [h, w], "normalize": "ImageNet mean/std on RGB 0..255",
         "normalization": {"color": "RGB", "scale": "1/255", "mean": [0.485, 0.456, 0.406],
                           "std": [0.229, 0.224, 0.225], "layout": "NCHW float32"},
+        # what a plain onnxruntime / OpenVINO user must reproduce to crop as training did
         "crop": {"box": "[x, y, w, h] image pixels", "bbox_padding": float(bbox_padding),
-                 "aspect_ratio": round(w / h, 6),
+                 "aspect_ratio": round(w / h, 6), "pixel_mapping": "udp" if unbiased else "msra",
+                 "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "color": "RGB", "scale": "1/255",
                  "rule": "centre kept, the shorter side grown to W/H, then both sides x bbox_padding",
                  "warp": "affine (stnet.data.transforms.get_warp_matrix), bilinear, zero border; " + (
                      "unbiased (UDP): region centre -> ((W-1)/2, (H-1)/2), x scale (W-1)/region_w, "
@@ -86,13 +89,69 @@ def deployment_metadata(*, model: str, skeleton, input_size: Sequence[int], code
     }
 
 
-def export_openvino(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] | None = None,
-                    **kwargs) -> Path:
-    """OpenVINO IR (``.xml`` + ``.bin``) of the graph :func:`export_onnx` writes, with ``metadata``
-    in the IR's rt_info; see :func:`stnet.backends.openvino.export_openvino` (needs ``openvino``)."""
-    from .backends.openvino import export_openvino as _export
+#: Key of the metadata json: ONNX ``metadata_props["stnet"]``, OpenVINO IR rt_info ``["stnet"]``.
+METADATA_KEY = "stnet"
 
-    return _export(model, path, input_size, **kwargs)
+
+def _openvino() -> Any:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ImportError("OpenVINO export / backend needs the openvino package: pip install 'stnet[openvino]' "
+                          "(or openvino>=2025.0)") from None
+    return ov
+
+
+def _to_openvino_model(model: nn.Module, input_size: tuple[int, int] | None, *, metadata: dict | None = None,
+                       **onnx_kwargs: Any) -> Any:
+    """``nn.Module`` -> ``openvino.Model`` through :func:`export_onnx` (BatchNorm folded, dynamic
+    batch), with ``metadata`` in rt_info."""
+    import tempfile
+
+    ov = _openvino()
+    with tempfile.TemporaryDirectory(prefix="stnet_ov_") as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", input_size, **onnx_kwargs)
+        ov_model = ov.Core().read_model(str(path))
+    if metadata:
+        ov_model.set_rt_info(json.dumps(metadata), [METADATA_KEY])
+    return ov_model
+
+
+def _save_ir(ov_model: Any, path: Path, compress_to_fp16: bool = False) -> Path:
+    """Write ``path`` (.xml) + its .bin atomically: both are written under a temporary folder
+    beside them, then renamed (.bin first)."""
+    import tempfile
+
+    ov = _openvino()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".stnet_ir_", dir=path.parent) as tmp:
+        tmp_xml = Path(tmp) / "model.xml"
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+    return path
+
+
+def export_openvino(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int] | None = None, *,
+                    metadata: dict | None = None, decode: bool = False, with_affine: bool = False,
+                    unbiased: bool = True, blur_kernel_size: int = 11, opset: int = 17,
+                    compress_to_fp16: bool = False) -> Path:
+    """Write ``model`` as OpenVINO IR: ``path`` (``.xml``, the suffix is added when missing) and
+    the matching ``.bin``; returns the ``.xml`` path. Needs the ``openvino`` package.
+
+    The graph is the one :func:`export_onnx` writes (same inputs / outputs, dynamic batch,
+    BatchNorm folded; ``decode`` / ``with_affine`` add the in-graph decoding), converted by
+    OpenVINO. ``metadata`` (json-able dict, e.g. :func:`deployment_metadata`) is stored in the IR's
+    rt_info under ``stnet``, the same json the ONNX export keeps in ``metadata_props["stnet"]``;
+    read it back with :func:`stnet.backends.openvino.read_metadata`. Weights stay f32 unless
+    ``compress_to_fp16`` (bf16 is chosen at run time, not in the file)."""
+    path = Path(path)
+    if path.suffix != ".xml":
+        path = path.with_name(path.name + ".xml")
+    size = (int(input_size[0]), int(input_size[1])) if input_size is not None else None
+    ov_model = _to_openvino_model(model, size, metadata=metadata, opset=opset, decode=decode,
+                                  with_affine=with_affine, unbiased=unbiased, blur_kernel_size=blur_kernel_size)
+    return _save_ir(ov_model, path, compress_to_fp16)
 
 
 def _blur_kernel(kernel_size: int) -> torch.Tensor:
@@ -257,24 +316,30 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     return path
 
 
-def export_estimator(est: PoseEstimator, path: str | os.PathLike, *, opset: int = 17, decode: bool = False,
-                     with_affine: bool = False) -> Path:
+#: ``stnet export --format`` values and the file each writes.
+EXPORT_FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
+
+
+def export_estimator(est: PoseEstimator, path: str | os.PathLike, *, format: str = "onnx", opset: int = 17,
+                     decode: bool = False, with_affine: bool = False) -> Path:
     """Export a :class:`~stnet.inference.PoseEstimator`'s network with its input size and codec, and
-    its model, skeleton and provenance in the file's ``stnet`` metadata (what ``stnet export`` does)."""
+    :func:`deployment_metadata` (model, skeleton, normalisation, crop conventions, codec,
+    provenance) in the file (what ``stnet export`` does). ``format``: ``"onnx"`` (metadata in
+    ``metadata_props["stnet"]``) or ``"openvino"`` (IR ``.xml`` + ``.bin``, metadata in rt_info)."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"unsupported export format {format!r} (one of {', '.join(EXPORT_FORMATS)})")
     if est.network is None:
-        raise ValueError(f"{est.source} is already an ONNX file")
+        raise ValueError(f"{est.source} is already an exported file")
     decode = decode or with_affine
-    meta = {"model": est.model_name, "skeleton": est.skeleton.name, "keypoint_names": list(est.skeleton.keypoint_names),
-            "input_size": list(est.input_size), "normalize": "ImageNet mean/std on RGB 0..255",
-            "codec": est.codec_config.kind, "decode": decode, "with_affine": bool(with_affine),
-            "untrained": est.untrained, "source": est.source, "skeleton_def": est.skeleton.to_dict(),
-            # what a plain onnxruntime user must reproduce to crop as training did
-            "crop": {"bbox_padding": est.bbox_padding, "aspect_ratio": "box grown to the input's W/H before padding",
-                     "pixel_mapping": "udp" if est.unbiased else "msra", "mean": [0.485, 0.456, 0.406],
-                     "std": [0.229, 0.224, 0.225], "color": "RGB", "scale": "1/255"}}
+    meta = deployment_metadata(model=est.model_name, skeleton=est.skeleton, input_size=est.input_size,
+                               codec=est.codec_config, unbiased=est.unbiased, bbox_padding=est.bbox_padding,
+                               decode=decode, with_affine=with_affine, untrained=est.untrained, source=est.source)
     h, w = est.input_size
-    return export_onnx(est.network, path, (h, w), opset=opset, decode=decode, with_affine=with_affine,
-                       unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
+    kwargs = dict(opset=opset, decode=decode, with_affine=with_affine, unbiased=est.unbiased,
+                  blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
+    if format == "openvino":
+        return export_openvino(est.network, path, (h, w), **kwargs)
+    return export_onnx(est.network, path, (h, w), **kwargs)
 
 
 def ort_session(path: str | os.PathLike, *, threads: int | None = None, providers: Sequence[str] | None = None) -> Any:
@@ -301,18 +366,29 @@ def ort_session(path: str | os.PathLike, *, threads: int | None = None, provider
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int], *, decode: bool = False,
-               with_affine: bool = False, unbiased: bool = True, blur_kernel_size: int = 11) -> float:
-    """Max abs difference between the ONNX file at ``path`` (as :func:`export_onnx` wrote it with
-    these options) and ``model`` (BatchNorm folded) on a random batch of 2 (fixed seed, so the
-    number is reproducible). Needs onnxruntime."""
+               with_affine: bool = False, unbiased: bool = True, blur_kernel_size: int = 11,
+               runtime: str = "onnxruntime") -> float:
+    """Max abs difference between the exported file at ``path`` (as :func:`export_onnx` /
+    :func:`export_openvino` wrote it with these options) and ``model`` (BatchNorm folded) on a
+    random batch of 2 (fixed seed, so the number is reproducible). ``runtime``: ``"onnxruntime"``
+    (an ``.onnx`` file) or ``"openvino"`` (an ``.onnx`` or IR ``.xml``, run in f32); needs that
+    package."""
     x = torch.randn(2, 3, *input_size, generator=torch.Generator().manual_seed(0))
-    sess = ort_session(path, providers=["CPUExecutionProvider"])
     net = fold_batchnorm(model)
     feed = {"images": x.numpy()}
     aff = torch.tensor([[[2.0, 0, 5], [0, 2.0, 7]]] * 2)
     if with_affine:
         feed["affine"] = aff.numpy()
-    outs = sess.run(None, feed)
+    if runtime == "openvino":
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError("checking an OpenVINO export needs the openvino package") from None
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        res = compiled(feed)
+        outs = [np.asarray(res[o]) for o in compiled.outputs]
+    else:
+        outs = ort_session(path, providers=["CPUExecutionProvider"]).run(None, feed)
     with torch.inference_mode():
         hm = last_stage(net(x))
         if not (decode or with_affine):

@@ -32,11 +32,13 @@ the standard top-down rescoring (:func:`stnet.evaluation.metrics.rescore`). A pe
 heatmaps are not finite (NaN weights, an overflowing backend) is dropped with a
 :class:`NonFiniteWarning` instead of being given NaN coordinates.
 
-A model reference (a name, a checkpoint, an ``.onnx`` file, shipped weights) is resolved by one
-factory, :func:`resolve_model`; the network then runs on a backend (:mod:`stnet.backends`):
-``"torch"`` (default, CPU or CUDA; BatchNorm folded) or ``"onnxruntime"`` (the network exported to a
-temporary file, or an existing ``.onnx`` file), or any object following the
-:class:`~stnet.backends.Backend` protocol.
+A model reference (a name, a checkpoint, an ``.onnx`` file, an OpenVINO IR ``.xml``, shipped
+weights) is resolved by one factory, :func:`resolve_model`; the network then runs on a backend
+(:mod:`stnet.backends`): ``"torch"`` (default, CPU or CUDA; BatchNorm folded), ``"onnxruntime"``
+(the network exported to a temporary file, or an existing ``.onnx`` file), ``"openvino"``
+(OpenVINO's CPU plugin, ``precision="f32"|"bf16"|"auto"``; the network exported once and cached,
+an ``.onnx`` file or an IR), ``"auto"`` (openvino when installed, else the default), or any object
+following the :class:`~stnet.backends.Backend` protocol.
 """
 from __future__ import annotations
 
@@ -135,8 +137,9 @@ def default_skeleton(num_joints: int) -> str:
 @dataclass(frozen=True)
 class ModelRef:
     """What a model reference resolves to (:func:`resolve_model`): the network to run (None for
-    an ``.onnx`` file, which only onnxruntime can run), where it came from, and what its weights
-    say about the skeleton, crop size and codec (None: not known, the estimator's defaults apply)."""
+    an exported file: ``onnx_path`` holds the ``.onnx`` graph, which onnxruntime or OpenVINO can
+    run, or the OpenVINO IR ``.xml``), where it came from, and what its weights say about the
+    skeleton, crop size and codec (None: not known, the estimator's defaults apply)."""
 
     network: nn.Module | None
     name: str
@@ -175,7 +178,9 @@ def resolve_model(ref: str | os.PathLike | nn.Module | ModelRef, weights: str | 
     s = str(ref)
     if weights is not None and s not in list_models():
         raise ValueError(f"weights= goes with a registered model name, not with {s}")
-    if s.endswith(".onnx"):
+    if s.endswith((".onnx", ".xml")):
+        if not Path(s).is_file():
+            raise FileNotFoundError(f"{'ONNX model' if s.endswith('.onnx') else 'OpenVINO IR'} {s} not found")
         return ModelRef(None, Path(s).stem, s, onnx_path=Path(s), skeleton=skeleton, input_size=size, codec=codec)
     if s in list_models():
         info = pack_metadata(weights) if weights is not None else None
@@ -313,9 +318,14 @@ class PoseEstimator:
         input_size: crop ``(H, W)``; default the weights' / model config's.
         codec: :class:`~stnet.codecs.CodecConfig` (default: the checkpoint's, else UDP + DARK).
         model_overrides: config overrides when building the model by name.
-        backend: a :class:`~stnet.backends.Backend` object, or ``"torch"`` / ``"onnxruntime"``
-            (default: torch, onnxruntime for an ``.onnx`` file).
+        backend: a :class:`~stnet.backends.Backend` object, or ``"torch"`` / ``"onnxruntime"`` /
+            ``"openvino"`` / ``"auto"`` (openvino when installed and ``device`` is the CPU, else
+            the default: torch, onnxruntime for an ``.onnx`` file, openvino for an IR ``.xml``).
         device: ``"cpu"``, ``"cuda"``, ... (for a backend built by name).
+        precision: ``"f32"`` / ``"bf16"`` / ``"auto"`` for the openvino backend (auto: bf16 on
+            CPUs with AVX512-BF16 or AMX, see :func:`stnet.backends.openvino.resolve_precision`);
+            the torch and onnxruntime backends run fp32.
+        threads: OpenVINO inference threads (default torch's thread count).
         flip_test: average with the mirrored crops' heatmaps (2x the compute).
         detector: person boxes when a call passes ``boxes=None``: ``"whole"`` (default, the same as
             ``stnet predict``'s), ``"hog"``, an exported ONNX detector's path, or a callable returning
@@ -330,17 +340,21 @@ class PoseEstimator:
                  weights: str | os.PathLike | None = None, *, skeleton: str | Skeleton | None = None,
                  input_size: Sequence[int] | None = None, codec: CodecConfig | None = None,
                  model_overrides: dict | None = None, backend: str | Backend | None = None,
-                 device: str | torch.device = "cpu", flip_test: bool = False, detector: str | Callable | None = None,
+                 device: str | torch.device = "cpu", precision: str = "auto", threads: int | None = None,
+                 flip_test: bool = False, detector: str | Callable | None = None,
                  max_batch: int = 32, bbox_padding: float = 1.25, det_score: float = DEFAULT_DET_SCORE,
                  det_nms: float = DEFAULT_DET_NMS) -> None:
         ref = resolve_model(model, weights, skeleton=skeleton, input_size=input_size, codec=codec,
                             model_overrides=model_overrides)
-        if backend is None:
-            backend = "onnxruntime" if ref.network is None else "torch"
-        if isinstance(backend, str):
-            backend = (build_backend(backend, ref.network, ref.input_size or (256, 192), device)
-                       if ref.network is not None else  # an .onnx file: the graph may fix the size
-                       build_backend(backend, str(ref.onnx_path), ref.input_size, device))
+        if backend is None or isinstance(backend, str):
+            backend = (build_backend(backend, ref.network, ref.input_size or (256, 192), device,
+                                     precision=precision, threads=threads)
+                       if ref.network is not None else  # an exported file: the graph may fix the size
+                       build_backend(backend, str(ref.onnx_path), ref.input_size, device,
+                                     precision=precision, threads=threads))
+            meta = getattr(backend, "metadata", None) or {}
+            if ref.network is None and meta:  # what `stnet export` recorded: the codec
+                ref = _with_file_metadata(ref, meta)
         self.network: nn.Module | None = ref.network.eval() if ref.network is not None else None  # for export
         self.backend: Backend = backend
         self.model_name, self.source, self.untrained = ref.name, ref.source, ref.untrained
@@ -527,9 +541,15 @@ class PoseEstimator:
 
     predict = __call__
 
+    @property
+    def backend_name(self) -> str:
+        return str(getattr(self.backend, "name", type(self.backend).__name__))
+
     def __repr__(self) -> str:
+        prec = getattr(self.backend, "precision", None)
         return (f"PoseEstimator({self.model_name!r}, skeleton={self.skeleton.name!r}, input_size={self.input_size}, "
-                f"backend={self.backend.name!r}, flip_test={self.flip_test}, untrained={self.untrained})")
+                f"backend={self.backend_name!r}{f', precision={prec!r}' if prec else ''}, "
+                f"flip_test={self.flip_test}, untrained={self.untrained})")
 
     def with_options(self, **changes) -> "PoseEstimator":
         """Shallow copy with attributes changed (``flip_test``, ``detector``, ``max_batch``)."""
@@ -545,6 +565,24 @@ class PoseEstimator:
 
 def _name(image: Any) -> str:
     return str(image) if isinstance(image, (str, os.PathLike)) else "image"
+
+
+def _with_file_metadata(ref: ModelRef, meta: dict[str, Any]) -> ModelRef:
+    """Codec (and the skeleton's name, for files without ``skeleton_def``, which the estimator reads
+    itself) of an exported file from its ``stnet`` metadata, where the caller did not give them."""
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if ref.skeleton is None and meta.get("skeleton") and not isinstance(meta.get("skeleton_def"), dict):
+        try:
+            changes["skeleton"] = get_skeleton(meta["skeleton"]).name
+        except KeyError:  # a custom layout that is not registered here: the caller passes it
+            pass
+    if ref.codec is None and meta.get("codec") in ("udp", "msra"):
+        fields = {"kind": meta["codec"], "sigma": meta.get("sigma"), "heatmap_stride": meta.get("heatmap_stride"),
+                  "blur_kernel_size": meta.get("blur_kernel_size")}
+        changes["codec"] = CodecConfig(**{k: v for k, v in fields.items() if v is not None})
+    return dataclasses.replace(ref, **changes) if changes else ref
 
 
 def _ref_options(kwargs: dict[str, Any]) -> dict[str, Any]:

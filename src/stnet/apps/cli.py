@@ -73,9 +73,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         args.model = default_model()
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
-                     detector=detector, det_score=args.det_score, det_nms=args.det_nms, max_batch=args.batch)
+                     precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
+                     det_nms=args.det_nms, max_batch=args.batch)
+    prec = getattr(est.backend, "precision", None)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
-          f"{est.backend.name}), boxes: {'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
+          f"{est.backend_name}{' ' + prec if prec else ''}), boxes: "
+          f"{'--boxes ' + args.boxes if boxes else est.detector!r}", file=sys.stderr)
     out_dir = Path(args.output_dir)
     threshold = args.threshold if args.threshold is not None else (-1.0 if est.untrained else 0.3)
     s = run_predict(est, args.input, output_dir=out_dir, json_out=args.json_out,
@@ -111,27 +114,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ export
 def cmd_export(args: argparse.Namespace) -> int:
-    from stnet.export import check_export_args, check_onnx, export_estimator
+    from stnet.export import EXPORT_FORMATS, check_export_args, check_onnx, export_estimator
 
-    if args.format != "onnx":
-        raise ValueError(f"unsupported export format {args.format!r} (only onnx)")
+    if args.format not in EXPORT_FORMATS:
+        raise ValueError(f"unsupported export format {args.format!r} (one of {', '.join(EXPORT_FORMATS)})")
     check_export_args(Path(args.output) if args.output else None, args.opset)  # before loading the model
+    if args.format == "openvino":
+        from stnet.backends.openvino import openvino_available
+
+        if not openvino_available():
+            raise ImportError("stnet export --format openvino needs the openvino package: "
+                              "pip install 'stnet[openvino]'")
     est = _estimator(args.model, args)
     stem = args.model if est.model_name == args.model else Path(str(args.model).rstrip("/")).stem
     decode = args.decode or args.with_affine
-    out = Path(args.output or f"{stem}{'_decode' if decode else ''}.onnx")
-    path = export_estimator(est, out, opset=args.opset, decode=args.decode, with_affine=args.with_affine)
-    assert est.network is not None  # export_estimator refuses an .onnx model
-    print(f"stnet export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB; inputs: images (B, 3, "
+    out = Path(args.output or f"{stem}{'_decode' if decode else ''}{EXPORT_FORMATS[args.format]}")
+    path = export_estimator(est, out, format=args.format, opset=args.opset, decode=args.decode,
+                            with_affine=args.with_affine)
+    assert est.network is not None  # export_estimator refuses an exported file
+    size_mb = sum(p.stat().st_size for p in {path, path.with_suffix(".bin")} if p.is_file()) / 1e6
+    print(f"stnet export: wrote {path}{' + ' + path.with_suffix('.bin').name if args.format == 'openvino' else ''} "
+          f"({size_mb:.1f} MB; inputs: images (B, 3, "
           f"{est.input_size[0]}, {est.input_size[1]})" + (", affine (B, 2, 3)" if args.with_affine else "")
           + "; outputs: " + ("keypoints (B, K, 2), scores (B, K)" if decode else "heatmaps (B, K, h, w)") + ")")
     if not args.no_check:
+        runtime = "openvino" if args.format == "openvino" else "onnxruntime"
         try:
             diff = check_onnx(est.network, path, est.input_size, decode=decode, with_affine=args.with_affine,
-                              unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size)
-            print(f"stnet export: onnxruntime vs PyTorch max abs diff {diff:.2e}")
+                              unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size,
+                              runtime=runtime)
+            print(f"stnet export: {runtime}{' (f32)' if runtime == 'openvino' else ''} vs PyTorch max abs diff "
+                  f"{diff:.2e}")
         except ImportError:
-            print("stnet export: onnxruntime not installed; parity not checked")
+            print(f"stnet export: {runtime} not installed; parity not checked")
     return 0
 
 
@@ -159,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="image file, folder of images, video file, or webcam index (0)")
     p.add_argument("--model", default=None,
                    help="shipped weights name, registered model name (untrained unless --weights), checkpoint "
-                        "file, run directory, or exported .onnx (default: the shipped weights, "
+                        "file, run directory, exported .onnx or OpenVINO IR .xml (default: the shipped weights, "
                         "stnet.inference.default_model())")
     _add_model_args(p)
     p.add_argument("--detector", default=None, metavar="whole|hog|auto|DET.onnx",
@@ -192,8 +207,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="draw keypoints scoring above this (default 0.3; with untrained weights all are drawn)")
     p.add_argument("--flip", action="store_true", help="flip test (2x compute, a little more accurate)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],
-                   help="default: onnxruntime for an .onnx model, else torch")
+    p.add_argument("--backend", default=None, choices=["torch", "onnxruntime", "openvino", "auto"],
+                   help="torch, onnxruntime, openvino (pip install 'stnet[openvino]'), or auto: openvino when "
+                        "installed, else the default (torch; onnxruntime for an .onnx model, openvino for an IR .xml)")
+    p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16"],
+                   help="openvino backend: f32, bf16, or auto (bf16 on CPUs with AVX512-BF16 or AMX; default)")
+    p.add_argument("--threads", type=int, default=None, help="openvino backend: inference threads (default: torch's)")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs a GUI OpenCV build)")
     p.add_argument("--no-render", action="store_true", help="json only, no overlay images / video")
     p.add_argument("--no-track", action="store_true", help="video: do not track person ids")
@@ -210,14 +229,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    e = sub.add_parser("export", help="export a model to ONNX (optionally with decoding in the graph)",
-                       description="Export to ONNX with a dynamic batch. --decode adds argmax + DARK-style sub-pixel "
+    e = sub.add_parser("export", help="export a model to ONNX or OpenVINO IR (optionally with decoding in the graph)",
+                       description="Export to ONNX (or OpenVINO IR with --format openvino) with a dynamic batch and "
+                                   "the model's metadata (skeleton, input size, normalisation, crop conventions). --decode adds argmax + DARK-style sub-pixel "
                                    "refinement (outputs keypoints, scores); --with-affine adds a per-crop 2x3 "
                                    "crop->image matrix input so keypoints come out in image pixels.")
     e.add_argument("model", help="registered model name, checkpoint file or run directory")
     _add_model_args(e)
-    e.add_argument("--format", default="onnx", choices=["onnx"])
-    e.add_argument("--output", "-o", default=None, help="output path (default <model>[_decode].onnx)")
+    e.add_argument("--format", default="onnx", choices=["onnx", "openvino"],
+                   help="onnx, or openvino: IR (.xml + .bin) with the same metadata in its rt_info")
+    e.add_argument("--output", "-o", default=None, help="output path (default <model>[_decode].onnx, or .xml for openvino)")
     e.add_argument("--decode", action="store_true", help="decode heatmaps to keypoints + scores inside the graph")
     e.add_argument("--with-affine", action="store_true", help="also map crop -> image pixels (implies --decode)")
     e.add_argument("--opset", type=int, default=17)

@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 import torch.nn as nn
+
+# Not ``import torch``: importing the submodule ``stnet.backends.torch`` rebinds the package
+# attribute ``torch`` to that submodule.
+from torch import device as _device
+from torch import get_num_threads as _get_num_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from .openvino import OpenVINOBackend
@@ -62,13 +66,13 @@ def default_backend(model: nn.Module | str | os.PathLike) -> str:
 
 
 def resolve_backend_name(name: str | None, model: nn.Module | str | os.PathLike,
-                         device: str | torch.device = "cpu") -> str:
+                         device: str | _device = "cpu") -> str:
     """``None`` -> :func:`default_backend`; ``"auto"`` -> ``"openvino"`` when it is installed and
     the device is the CPU, else the default; other names are checked."""
     if name is None:
         return default_backend(model)
     if name == "auto":
-        if torch.device(device).type == "cpu" and openvino_available():
+        if _device(device).type == "cpu" and openvino_available():
             return "openvino"
         return default_backend(model)
     if name not in BACKENDS:
@@ -77,7 +81,7 @@ def resolve_backend_name(name: str | None, model: nn.Module | str | os.PathLike,
 
 
 def build_backend(name: str | None, model: nn.Module | str | os.PathLike, input_size: tuple[int, int] | None = None,
-                  device: str | torch.device = "cpu", *, precision: str = "auto", threads: int | None = None,
+                  device: str | _device = "cpu", *, precision: str = "auto", threads: int | None = None,
                   cache_dir: str | os.PathLike | None | bool = True) -> Backend:
     """Backend ``name`` (see :func:`resolve_backend_name`) running ``model``: a network, an
     ``.onnx`` file (onnxruntime, openvino) or an OpenVINO IR ``.xml`` (openvino). ``input_size``
@@ -99,12 +103,12 @@ def build_backend(name: str | None, model: nn.Module | str | os.PathLike, input_
 
         return TorchBackend(model, _size(input_size), device)
     if name == "openvino":
-        if torch.device(device).type != "cpu":
+        if _device(device).type != "cpu":
             raise ValueError(f"backend='openvino' runs on the CPU, not {device!r}")
         from .openvino import OpenVINOBackend
 
         return OpenVINOBackend(model, input_size=_size(input_size) if isinstance(model, nn.Module) else input_size,
-                               precision=precision, threads=threads or torch.get_num_threads(), cache_dir=cache_dir)
+                               precision=precision, threads=threads or _get_num_threads(), cache_dir=cache_dir)
     from .onnxruntime import OnnxRuntimeBackend
 
     if isinstance(model, nn.Module):

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,14 +44,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..cpuinfo import CpuInfo, cpu_info
+from ..export import METADATA_KEY, _save_ir, _to_openvino_model, export_openvino
+from ..export import _openvino as _ov
 
 __all__ = ["OpenVINOBackend", "export_openvino", "read_metadata", "resolve_precision", "openvino_available",
            "default_cache_dir", "PRECISIONS"]
 
 PRECISIONS = ("f32", "bf16", "auto")
 _ALIASES = {"f32": "f32", "fp32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16", "auto": "auto"}
-_META_KEY = "stnet"
-_INSTALL_HINT = "backend='openvino' needs the openvino package: pip install 'stnet[openvino]' (or openvino>=2025.0)"
 
 
 def openvino_available() -> bool:
@@ -61,14 +60,6 @@ def openvino_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _ov():
-    try:
-        import openvino as ov
-    except ImportError:
-        raise ImportError(_INSTALL_HINT) from None
-    return ov
 
 
 def default_cache_dir() -> Path:
@@ -97,7 +88,7 @@ def resolve_precision(precision: str = "auto", cpu: CpuInfo | None = None) -> st
 
 # ------------------------------------------------------------------------------------------ metadata
 def _rt_meta(model: Any) -> dict:
-    for key in ([_META_KEY], ["framework", _META_KEY]):  # IR written by us / ONNX metadata_props
+    for key in ([METADATA_KEY], ["framework", METADATA_KEY]):  # IR written by us / ONNX metadata_props
         try:
             if model.has_rt_info(key):
                 return json.loads(model.get_rt_info(key).astype(str))
@@ -112,56 +103,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return _rt_meta(ov.Core().read_model(str(path)))
 
 
-# ------------------------------------------------------------------------------------------ IR export
-def _to_ov_model(model: Any, input_size: tuple[int, int] | None, *, metadata: dict | None = None,
-                 **onnx_kwargs: Any) -> Any:
-    """``nn.Module`` -> ``openvino.Model`` through stnet's ONNX export (BatchNorm folded, dynamic
-    batch), with ``metadata`` in rt_info."""
-    from ..export import export_onnx
-
-    ov = _ov()
-    with tempfile.TemporaryDirectory(prefix="stnet_ov_") as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx", input_size, **onnx_kwargs)
-        ov_model = ov.Core().read_model(str(path))
-    if metadata:
-        ov_model.set_rt_info(json.dumps(metadata), [_META_KEY])
-    return ov_model
-
-
-def _save_ir(ov_model: Any, path: Path, compress_to_fp16: bool = False) -> Path:
-    """Write ``path`` (.xml) + its .bin atomically: both land under a temp name, .bin renamed first."""
-    ov = _ov()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".stnet_ir_", dir=path.parent) as tmp:
-        tmp_xml = Path(tmp) / "model.xml"
-        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp_xml, path)
-    return path
-
-
-def export_openvino(model: Any, path: str | os.PathLike, input_size: Sequence[int] | None = None, *,
-                    metadata: dict | None = None, decode: bool = False, with_affine: bool = False,
-                    unbiased: bool = True, blur_kernel_size: int = 11, opset: int = 17,
-                    compress_to_fp16: bool = False) -> Path:
-    """Write ``model`` as OpenVINO IR: ``path`` (``.xml``, the suffix is added when missing) and
-    the matching ``.bin``; returns the ``.xml`` path.
-
-    The graph is the one :func:`stnet.export.export_onnx` writes (same inputs / outputs, dynamic
-    batch, BatchNorm folded; ``decode`` / ``with_affine`` add the in-graph decoding), converted by
-    OpenVINO. ``metadata`` (json-able dict) is stored in the IR's rt_info under ``stnet``, the same
-    json the ONNX export keeps in ``metadata_props["stnet"]``; read it back with
-    :func:`read_metadata`. Weights stay f32 unless ``compress_to_fp16`` (bf16 is chosen at run
-    time, not in the file)."""
-    path = Path(path)
-    if path.suffix != ".xml":
-        path = path.with_name(path.name + ".xml")
-    size = tuple(int(v) for v in input_size) if input_size is not None else None
-    ov_model = _to_ov_model(model, size, metadata=metadata, opset=opset, decode=decode, with_affine=with_affine,
-                            unbiased=unbiased, blur_kernel_size=blur_kernel_size)
-    return _save_ir(ov_model, path, compress_to_fp16)
-
-
+# ------------------------------------------------------------------------------------------ IR cache
 def _code_digest() -> str:
     """Digest of the code that shapes an exported graph (models + export), so a cached IR of an
     nn.Module is rebuilt when that code changes even at the same version number."""
@@ -287,7 +229,7 @@ class OpenVINOBackend:
         ov = _ov()
         model = model.eval()
         if self.cache_dir is None:
-            return _to_ov_model(model, size, metadata=metadata)
+            return _to_openvino_model(model, size, metadata=metadata)
         key = module_digest(model, size)
         if metadata:
             key = hashlib.sha256((key + json.dumps(metadata, sort_keys=True)).encode()).hexdigest()[:32]
@@ -299,7 +241,7 @@ class OpenVINOBackend:
                 return m
             except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
                 pass
-        m = _to_ov_model(model, size, metadata=metadata)
+        m = _to_openvino_model(model, size, metadata=metadata)
         try:
             _save_ir(m, xml)
         except OSError as e:
