@@ -8,6 +8,10 @@ too when CUDA is present.
 
     python benchmarks/cpu_speed.py [--models stnet_1s hrnet_w32] [--batches 1 8] [--sizes 256x192 128x96]
                                    [--rounds 10] [--threads 2] [--backends ...] [--no-openvino]
+                                   [--estimator-batches 1]
+
+The estimator_* rows time ``PoseEstimator.heatmaps`` (torch backend vs the OpenVINO backends), the
+path the issue-15 "done when" ratio is stated for.
 
 Writes benchmarks/results/cpu_speed.json and cpu_speed.md.
 """
@@ -32,12 +36,15 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=["256x192", "128x96"])
     ap.add_argument("--backends", nargs="+", default=None, help="time only these backends")
     ap.add_argument("--no-openvino", action="store_true")
+    ap.add_argument("--estimator-batches", nargs="*", type=int, default=[1],
+                    help="batch sizes of the PoseEstimator.heatmaps rows (none: no rows)")
     ap.add_argument("--out", default=str(RESULTS / "cpu_speed"))
     args = ap.parse_args()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
     result = run_benchmark(args.models, args.batches, sizes[0], rounds=args.rounds, warmup=args.warmup,
                            threads=args.threads, sizes=sizes, backends=args.backends,
                            openvino=False if args.no_openvino else None,
+                           estimator_batches=tuple(args.estimator_batches),
                            command=" ".join(["python", "benchmarks/cpu_speed.py", *sys.argv[1:]]))
     write_results(result, args.out)
     print(format_table(result))

@@ -135,6 +135,8 @@ def main() -> None:
            "torch": torch.__version__, "openvino": openvino.__version__,
            "command": " ".join(["python", "benchmarks/openvino_parity.py", *sys.argv[1:]]),
            "reference": "torch_fp32 (PoseEstimator backend='torch': BatchNorm folded, channels-last, fp32)",
+           "median_box_height_px": round(float(np.median([r.box[3] for r in ds.records[: len(region_w)]])), 1),
+           "median_heatmap_px_in_image_px": round(float(np.median(region_w / ds.input_size[1] * stride)), 2),
            "results": results}
     lines = [f"# OpenVINO parity: {args.model} on LSP-Extended val ({out['persons']} persons, "
              f"{ref.input_size[0]}x{ref.input_size[1]}, flip test)", "",
@@ -144,11 +146,13 @@ def main() -> None:
              "p99 px | share > 1 px |", "|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         k = r["kp_diff_px"]
-        lines.append(f"| {key} | {r['precision']} | {r[pck]:.2f} | {r[f'{pck}_delta_points']:+.2f} | {k['max']:.3f} | "
-                     f"{k['mean']:.4f} | {k['p99']:.3f} | {100 * k['share_over_1px']:.2f}% |")
-    lines += ["", "Keypoints in original-image pixels (LSP images are ~150-300 px tall); each backend's "
+        lines.append(f"| {key} | {r['precision']} | {r[pck]:.2f} | {r[f'{pck}_delta_points']:+.2f} | {k['max']:.3g} | "
+                     f"{k['mean']:.3g} | {k['p99']:.3g} | {100 * k['share_over_1px']:.2f}% |")
+    lines += ["", f"Keypoints in original-image pixels (median person box height {out['median_box_height_px']:.0f} px; "
+                  f"one heatmap pixel is ~{out['median_heatmap_px_in_image_px']:.1f} image px); each backend's "
                   "keypoints against torch fp32's for the same person, after flip test and DARK decoding. "
-                  f"PCK by {ev.pck_normalize}, the `stnet eval` protocol (PCKEvaluator)."]
+                  f"PCK by {ev.pck_normalize}, the `stnet eval` protocol (PCKEvaluator), "
+                  "keypoints through `stnet.engine.evaluate.evaluate` with each estimator's backend."]
     write_text(Path(args.out).with_suffix(".json"), json.dumps(out, indent=2) + "\n")
     write_text(Path(args.out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -204,11 +204,14 @@ def test_bench_openvino_rows():
     from stnet.bench import format_table, run_benchmark
 
     r = run_benchmark(["stnet_1s"], [1], (64, 64), rounds=1, warmup=0, threads=1, cuda=False, print_fn=None,
-                      backends=["eager_optimized", "openvino_f32", "openvino_bf16"], command="test")
+                      backends=["eager_optimized", "openvino_f32", "openvino_bf16", "estimator_torch",
+                                "estimator_openvino_bf16"], command="test")
     rows = {row["backend"]: row for row in r["rows"]}
-    assert set(rows) == {"eager_optimized", "openvino_f32", "openvino_bf16"}
+    assert set(rows) == {"eager_optimized", "openvino_f32", "openvino_bf16", "estimator_torch",
+                         "estimator_openvino_bf16"}
     assert rows["openvino_f32"]["x_torch_optimized"] > 0 and "x_torch_optimized" not in rows["eager_optimized"]
-    assert r["ratio_vs_torch_optimized"]["stnet_1s"].keys() == {"openvino_f32_b1", "openvino_bf16_b1"}
+    assert r["ratio_vs_torch_optimized"]["stnet_1s"].keys() == {"openvino_f32_b1", "openvino_bf16_b1",
+                                                                "estimator_torch_b1", "estimator_openvino_bf16_b1"}
     d = r["models"]["stnet_1s"]["max_abs_diff_vs_eager"]
     assert d["openvino_f32"] < 1e-3 * max(1.0, r["models"]["stnet_1s"]["max_abs_heatmap"])
     assert r["openvino"] == ov.__version__ and r["cpu"] and r["command"] == "test"

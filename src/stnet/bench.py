@@ -68,10 +68,13 @@ def _size_key(size: tuple[int, int]) -> str:
 
 def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: int, tmp: Path,
                  cuda: bool = False, openvino_precisions: tuple[str, ...] = (),
-                 backends: set[str] | None = None) -> tuple[dict[tuple, Callable[[], Any]], dict[str, Any]]:
+                 backends: set[str] | None = None, estimator_batches: tuple[int, ...] = ()
+                 ) -> tuple[dict[tuple, Callable[[], Any]], dict[str, Any]]:
     """Timed callables keyed ``(model, backend, batch, "HxW")`` and the model's info at this size
     (params, GFLOPs, max abs diff of each rewrite vs eager). ``backends`` limits which are timed
-    (None: all available); ``openvino_precisions`` adds ``openvino_<precision>`` rows."""
+    (None: all available); ``openvino_precisions`` adds ``openvino_<precision>`` rows;
+    ``estimator_batches`` adds ``estimator_torch`` / ``estimator_openvino_<precision>`` rows at those
+    batch sizes (``PoseEstimator.heatmaps`` on the torch backend and on the OpenVINO backends)."""
     def want(backend: str) -> bool:
         return backends is None or backend in backends
 
@@ -136,7 +139,9 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
                         gs.run, None, {"images": inputs[b].numpy()})
         except ImportError:
             print("onnxruntime not installed: skipping it")
-    precisions = [p for p in openvino_precisions if want(f"openvino_{p}")]
+    precisions = [p for p in openvino_precisions
+                  if want(f"openvino_{p}") or (estimator_batches and want(f"estimator_openvino_{p}"))]
+    ov_backends: dict[str, Any] = {}
     if precisions:
         from .backends.openvino import OpenVINOBackend
 
@@ -150,8 +155,29 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
             x0 = inputs[batches[0]].numpy()
             diffs[f"openvino_{p}"] = float(np.abs(be(x0) - ref.numpy()).max())
             for b in batches:
-                be(inputs[b].numpy())  # compile this batch size's static shape outside the timing
-                runners[(name, f"openvino_{p}", b, sk)] = functools.partial(be, inputs[b].numpy())
+                if want(f"openvino_{p}"):
+                    be(inputs[b].numpy())  # compile this batch size's static shape outside the timing
+                    runners[(name, f"openvino_{p}", b, sk)] = functools.partial(be, inputs[b].numpy())
+            ov_backends[p] = be
+    if estimator_batches:
+        import warnings
+
+        from .inference import PoseEstimator
+
+        # The heatmap path of PoseEstimator itself (array in, chunking, backend call, array out):
+        # the "through PoseEstimator(..., backend=...)" figure, on the backend objects timed above.
+        ests = {"estimator_torch": ("torch", None)}
+        ests.update({f"estimator_openvino_{p}": (be, p) for p, be in ov_backends.items()})
+        for key, (backend, _) in ests.items():
+            if not want(key):
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # randomised weights: the untrained warning
+                est = PoseEstimator(model, backend=backend)
+            for b in estimator_batches:
+                x = inputs[b].numpy() if b in inputs else torch.randn(b, 3, *size).numpy()
+                est.heatmaps(x)
+                runners[(name, key, b, sk)] = functools.partial(est.heatmaps, x)
     return runners, {"params": c.params, "gflops": round(c.gflops, 3), "max_abs_diff_vs_eager": diffs,
                      "max_abs_heatmap": scale}
 
@@ -161,13 +187,15 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
                   cuda: bool | None = None, print_fn: Callable[[str], None] | None = print, *,
                   sizes: list[tuple[int, int]] | None = None, openvino: bool | None = None,
                   openvino_precisions: tuple[str, ...] = ("f32", "bf16"), backends: list[str] | None = None,
-                  command: str | None = None) -> dict[str, Any]:
+                  estimator_batches: Sequence[int] = (1,), command: str | None = None) -> dict[str, Any]:
     """Time every (model, backend, batch, size); returns the result dict written by :func:`write_results`.
 
     ``sizes`` (default ``[size]``) are all timed in the same interleaved rounds. ``openvino``: add
     the ``openvino_<precision>`` rows (default: when the package is installed). ``backends``: time
     only these (e.g. ``["eager_optimized", "onnxruntime", "openvino_f32", "openvino_bf16"]``).
-    ``command`` is recorded with the results (default: this process's command line)."""
+    ``estimator_batches``: batch sizes of the ``estimator_*`` rows (``PoseEstimator.heatmaps`` on the
+    torch and OpenVINO backends; ``()`` for none). ``command`` is recorded with the results
+    (default: this process's command line)."""
     models, batches = list(models), list(batches)
     sizes = [tuple(int(v) for v in s) for s in (sizes or [size])]
     torch.set_num_threads(threads)
@@ -184,7 +212,7 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
             for sz in sizes:
                 r, i = make_runners(name, sz, batches, threads, Path(tmp), cuda=cuda,
                                     openvino_precisions=tuple(openvino_precisions) if openvino else (),
-                                    backends=want)
+                                    backends=want, estimator_batches=tuple(estimator_batches))
                 runners.update(r)
                 entry = info.setdefault(name, {"params": i["params"], **i, "sizes": {}})
                 entry["sizes"][_size_key(sz)] = {k: i[k] for k in ("gflops", "max_abs_diff_vs_eager",
@@ -294,7 +322,9 @@ def format_table(result: dict[str, Any]) -> str:
                   "(stnet.models.fuse.optimize_for_inference, what PoseEstimator's torch backend runs); onnxruntime: "
                   "folded, exported by stnet.export, CPU provider; openvino_f32 / openvino_bf16: the same ONNX graph "
                   "under OpenVINO's CPU plugin (stnet.backends.openvino.OpenVINOBackend, latency hint, static batch "
-                  "shape, INFERENCE_PRECISION_HINT f32 / bf16); cuda_*: same on the GPU."]
+                  "shape, INFERENCE_PRECISION_HINT f32 / bf16); estimator_torch / estimator_openvino_*: "
+                  "PoseEstimator.heatmaps (its whole heatmap path: chunking, backend call) on the torch backend and "
+                  "on those OpenVINO backends; cuda_*: same on the GPU."]
     return "\n".join(lines) + "\n"
 
 

@@ -158,6 +158,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            threads=args.threads, cuda=False if args.no_cuda else None,
                            print_fn=lambda m: print(m, file=sys.stderr), sizes=args.sizes,
                            openvino=False if args.no_openvino else None, backends=args.backends,
+                           estimator_batches=tuple(args.estimator_batches),
                            command=" ".join(["stnet", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else None)
     if args.out:
         j, m = write_results(result, args.out)
@@ -256,8 +257,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sizes", type=_size, nargs="+", default=None, metavar="HxW",
                    help="several input sizes timed in the same interleaved rounds (overrides --size)")
     b.add_argument("--backends", nargs="+", default=None,
-                   help="time only these (eager eager_folded eager_optimized onnxruntime openvino_f32 openvino_bf16)")
+                   help="time only these (eager eager_folded eager_optimized onnxruntime openvino_f32 openvino_bf16 "
+                        "estimator_torch estimator_openvino_f32 estimator_openvino_bf16)")
     b.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO rows even when it is installed")
+    b.add_argument("--estimator-batches", nargs="*", type=int, default=[1],
+                   help="batch sizes of the PoseEstimator.heatmaps rows (torch vs openvino; none: no rows)")
     b.add_argument("--rounds", type=int, default=10)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--threads", type=int, default=2)
