@@ -69,6 +69,11 @@ class Recording:
         return self.inner.evaluate()
 
 
+def _sig(v: float, digits: int = 4) -> float:
+    """``digits`` significant digits (a 2e-5 px difference must not print as 0)."""
+    return float(f"{float(v):.{digits}g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="stnet_1s.lspet_128x96", help="shipped weights name (or checkpoint)")
@@ -120,11 +125,11 @@ def main() -> None:
         d = np.linalg.norm(kps[key] - kps["torch_fp32"], axis=-1)  # (N, K) image px
         r = results[key]
         r[f"{pck}_delta_points"] = round(r[pck] - results["torch_fp32"][pck], 3)
-        r["kp_diff_px"] = {"max": round(float(d.max()), 4), "mean": round(float(d.mean()), 4),
-                           "p99": round(float(np.percentile(d, 99)), 4), "share_over_1px": round(float((d > 1).mean()), 5)}
+        r["kp_diff_px"] = {"max": _sig(d.max()), "mean": _sig(d.mean()), "p99": _sig(np.percentile(d, 99)),
+                           "share_over_1px": _sig((d > 1).mean())}
         if np.isfinite(region_w).all():
             hm = d / (region_w[:, None] / ds.input_size[1] * stride)
-            r["kp_diff_heatmap_px"] = {"max": round(float(hm.max()), 4), "mean": round(float(hm.mean()), 4)}
+            r["kp_diff_heatmap_px"] = {"max": _sig(hm.max()), "mean": _sig(hm.mean())}
 
     cpu = cpu_info()
     import openvino

@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -66,6 +67,131 @@ def _size_key(size: tuple[int, int]) -> str:
     return f"{int(size[0])}x{int(size[1])}"
 
 
+@dataclass
+class _Case:
+    """One model at one input size while its runners are built: the randomised model, inputs per
+    batch size, the eager reference output, and what is collected (runners, diffs)."""
+
+    name: str
+    size: tuple[int, int]
+    batches: list[int]
+    want: Callable[[str], bool]
+    model: torch.nn.Module
+    inputs: dict[int, torch.Tensor]
+    ref: torch.Tensor
+    runners: dict[tuple, Callable[[], Any]] = field(default_factory=dict)
+    diffs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sk(self) -> str:
+        return _size_key(self.size)
+
+    def add(self, backend: str, batch: int, fn: Callable[[], Any]) -> None:
+        if self.want(backend):
+            self.runners[(self.name, backend, batch, self.sk)] = fn
+
+    def diff(self, backend: str, out: Any) -> None:
+        out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+        self.diffs[backend] = float(np.abs(out - self.ref.numpy()).max())
+
+
+def _eager_runners(case: _Case) -> None:
+    folded = fold_batchnorm(case.model)
+    optimized = optimize_for_inference(case.model)
+    x0 = case.inputs[case.batches[0]]
+    cl = {b: x.to(memory_format=torch.channels_last) for b, x in case.inputs.items()}
+    with torch.inference_mode():
+        case.diff("eager_folded", folded(x0))
+        case.diff("eager_optimized", optimized(cl[case.batches[0]]))
+    for b in case.batches:
+        case.add("eager", b, functools.partial(case.model, case.inputs[b]))
+        case.add("eager_folded", b, functools.partial(folded, case.inputs[b]))
+        case.add("eager_optimized", b, functools.partial(optimized, cl[b]))
+
+
+def _cuda_runners(case: _Case) -> None:
+    import copy
+
+    gm, gf = copy.deepcopy(case.model).to("cuda"), fold_batchnorm(case.model).to("cuda")
+    gin = {b: x.to("cuda") for b, x in case.inputs.items()}
+    with torch.inference_mode():
+        case.diff("cuda_folded", gf(gin[case.batches[0]]))
+
+    def sync(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            out = fn()
+            torch.cuda.synchronize()
+            return out
+        return run
+
+    for b in case.batches:
+        case.add("cuda_eager", b, sync(functools.partial(gm, gin[b])))
+        case.add("cuda_folded", b, sync(functools.partial(gf, gin[b])))
+
+
+def _onnx_file(case: _Case, tmp: Path) -> Path:
+    """The case's model exported once (BatchNorm folded, dynamic batch); shared by onnxruntime and OpenVINO."""
+    path = tmp / f"{case.name}_{case.sk}.onnx"
+    if not path.is_file():
+        export_onnx(case.model, path, case.size)
+    return path
+
+
+def _ort_runners(case: _Case, tmp: Path, threads: int, cuda: bool) -> None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed: skipping it")
+        return
+    path = _onnx_file(case, tmp)
+    sess = ort_session(path, threads=threads, providers=["CPUExecutionProvider"])
+    case.diff("onnxruntime", sess.run(None, {"images": case.inputs[case.batches[0]].numpy()})[0])
+    for b in case.batches:
+        case.add("onnxruntime", b, functools.partial(sess.run, None, {"images": case.inputs[b].numpy()}))
+    if cuda and case.want("onnxruntime_cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        gs = ort_session(path, threads=threads, providers=["CUDAExecutionProvider"])
+        for b in case.batches:
+            case.add("onnxruntime_cuda", b, functools.partial(gs.run, None, {"images": case.inputs[b].numpy()}))
+
+
+def _openvino_runners(case: _Case, tmp: Path, threads: int, precisions: list[str]) -> dict[str, Any]:
+    """``openvino_<precision>`` rows; returns the backends (the estimator rows reuse them)."""
+    from .backends.openvino import OpenVINOBackend
+
+    backends = {}
+    for p in precisions:
+        # The ONNX graph onnxruntime runs, as OpenVINOBackend(module) would export it; no start-up
+        # cache (randomised weights are never loaded twice, and compile time is not timed).
+        be = backends[p] = OpenVINOBackend(_onnx_file(case, tmp), precision=p, threads=threads, cache_dir=None)
+        case.diff(f"openvino_{p}", be(case.inputs[case.batches[0]].numpy()))
+        for b in case.batches:
+            if case.want(f"openvino_{p}"):
+                be(case.inputs[b].numpy())  # compile this batch size's static shape outside the timing
+                case.add(f"openvino_{p}", b, functools.partial(be, case.inputs[b].numpy()))
+    return backends
+
+
+def _estimator_runners(case: _Case, ov_backends: dict[str, Any], batches: tuple[int, ...]) -> None:
+    """The heatmap path of PoseEstimator itself (array in, chunking, backend call, array out): the
+    "through PoseEstimator(..., backend=...)" figure, on the torch backend and the OpenVINO backends."""
+    import warnings
+
+    from .inference import PoseEstimator
+
+    ests: dict[str, Any] = {"estimator_torch": "torch"}
+    ests.update({f"estimator_openvino_{p}": be for p, be in ov_backends.items()})
+    for key, backend in ests.items():
+        if not case.want(key):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # randomised weights: the untrained warning
+            est = PoseEstimator(case.model, backend=backend)
+        for b in batches:
+            x = case.inputs[b].numpy() if b in case.inputs else torch.randn(b, 3, *case.size).numpy()
+            est.heatmaps(x)
+            case.add(key, b, functools.partial(est.heatmaps, x))
+
+
 def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: int, tmp: Path,
                  cuda: bool = False, openvino_precisions: tuple[str, ...] = (),
                  backends: set[str] | None = None, estimator_batches: tuple[int, ...] = ()
@@ -78,108 +204,66 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
     def want(backend: str) -> bool:
         return backends is None or backend in backends
 
-    sk = _size_key(size)
     torch.manual_seed(0)
     model = create_model(name, input_size=size).eval()
     randomize(model)
-    folded = fold_batchnorm(model)
-    optimized = optimize_for_inference(model)
-    c = count_complexity(model, size)
-    runners: dict[tuple, Callable[[], Any]] = {}
     inputs = {b: torch.randn(b, 3, *size) for b in batches}
-    diffs: dict[str, float] = {}
     with torch.inference_mode():
         ref = model(inputs[batches[0]])
-        scale = float(ref.abs().max())
-        diffs["eager_folded"] = float((folded(inputs[batches[0]]) - ref).abs().max())
-        cl = {b: x.to(memory_format=torch.channels_last) for b, x in inputs.items()}
-        diffs["eager_optimized"] = float((optimized(cl[batches[0]]) - ref).abs().max())
-    for b in batches:
-        for backend, fn in (("eager", functools.partial(model, inputs[b])),
-                            ("eager_folded", functools.partial(folded, inputs[b])),
-                            ("eager_optimized", functools.partial(optimized, cl[b]))):
-            if want(backend):
-                runners[(name, backend, b, sk)] = fn
+    case = _Case(name, (int(size[0]), int(size[1])), list(batches), want, model, inputs, ref)
+    _eager_runners(case)
     if cuda:
-        import copy
-
-        gm, gf = copy.deepcopy(model).to("cuda"), fold_batchnorm(model).to("cuda")
-        gin = {b: x.to("cuda") for b, x in inputs.items()}
-        with torch.inference_mode():
-            diffs["cuda_folded"] = float((gf(gin[batches[0]]).cpu() - ref).abs().max())
-
-        def sync(fn):
-            def run():
-                out = fn()
-                torch.cuda.synchronize()
-                return out
-            return run
-
-        for b in batches:
-            if want("cuda_eager"):
-                runners[(name, "cuda_eager", b, sk)] = sync(functools.partial(gm, gin[b]))
-            if want("cuda_folded"):
-                runners[(name, "cuda_folded", b, sk)] = sync(functools.partial(gf, gin[b]))
+        _cuda_runners(case)
     if want("onnxruntime") or (cuda and want("onnxruntime_cuda")):
-        try:
-            import onnxruntime as ort
-
-            path = export_onnx(model, tmp / f"{name}_{sk}.onnx", size)
-            sess = ort_session(path, threads=threads, providers=["CPUExecutionProvider"])
-            diffs["onnxruntime"] = float(np.abs(sess.run(None, {"images": inputs[batches[0]].numpy()})[0]
-                                                - ref.numpy()).max())
-            for b in batches:
-                if want("onnxruntime"):
-                    runners[(name, "onnxruntime", b, sk)] = functools.partial(
-                        sess.run, None, {"images": inputs[b].numpy()})
-            if cuda and want("onnxruntime_cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-                gs = ort_session(path, threads=threads, providers=["CUDAExecutionProvider"])
-                for b in batches:
-                    runners[(name, "onnxruntime_cuda", b, sk)] = functools.partial(
-                        gs.run, None, {"images": inputs[b].numpy()})
-        except ImportError:
-            print("onnxruntime not installed: skipping it")
+        _ort_runners(case, tmp, threads, cuda)
     precisions = [p for p in openvino_precisions
                   if want(f"openvino_{p}") or (estimator_batches and want(f"estimator_openvino_{p}"))]
-    ov_backends: dict[str, Any] = {}
-    if precisions:
-        from .backends.openvino import OpenVINOBackend
-
-        path = tmp / f"{name}_{sk}.onnx"
-        if not path.is_file():
-            export_onnx(model, path, size)
-        for p in precisions:
-            # The ONNX graph onnxruntime runs, as OpenVINOBackend(module) would export it; no start-up
-            # cache (randomised weights are never loaded twice, and compile time is not timed).
-            be = OpenVINOBackend(path, precision=p, threads=threads, cache_dir=None)
-            x0 = inputs[batches[0]].numpy()
-            diffs[f"openvino_{p}"] = float(np.abs(be(x0) - ref.numpy()).max())
-            for b in batches:
-                if want(f"openvino_{p}"):
-                    be(inputs[b].numpy())  # compile this batch size's static shape outside the timing
-                    runners[(name, f"openvino_{p}", b, sk)] = functools.partial(be, inputs[b].numpy())
-            ov_backends[p] = be
+    ov_backends = _openvino_runners(case, tmp, threads, precisions) if precisions else {}
     if estimator_batches:
-        import warnings
+        _estimator_runners(case, ov_backends, tuple(estimator_batches))
+    c = count_complexity(model, size)
+    return case.runners, {"params": c.params, "gflops": round(c.gflops, 3), "max_abs_diff_vs_eager": case.diffs,
+                          "max_abs_heatmap": float(ref.abs().max())}
 
-        from .inference import PoseEstimator
 
-        # The heatmap path of PoseEstimator itself (array in, chunking, backend call, array out):
-        # the "through PoseEstimator(..., backend=...)" figure, on the backend objects timed above.
-        ests = {"estimator_torch": ("torch", None)}
-        ests.update({f"estimator_openvino_{p}": (be, p) for p, be in ov_backends.items()})
-        for key, (backend, _) in ests.items():
-            if not want(key):
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # randomised weights: the untrained warning
-                est = PoseEstimator(model, backend=backend)
-            for b in estimator_batches:
-                x = inputs[b].numpy() if b in inputs else torch.randn(b, 3, *size).numpy()
-                est.heatmaps(x)
-                runners[(name, key, b, sk)] = functools.partial(est.heatmaps, x)
-    return runners, {"params": c.params, "gflops": round(c.gflops, 3), "max_abs_diff_vs_eager": diffs,
-                     "max_abs_heatmap": scale}
+def _time(runners: dict[tuple, Callable], rounds: int, warmup: int,
+          print_fn: Callable[[str], None] | None) -> dict[tuple, list[float]]:
+    """Warm-up calls, then ``rounds`` rounds of one call of every runner in turn (interleaved)."""
+    times: dict[tuple, list[float]] = {k: [] for k in runners}
+    with torch.inference_mode():
+        for fn in runners.values():
+            for _ in range(warmup):
+                fn()
+        for i in range(rounds):
+            t_round = time.perf_counter()
+            for k, fn in runners.items():
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+            if print_fn:
+                print_fn(f"round {i + 1}/{rounds} ({time.perf_counter() - t_round:.1f} s)")
+    return times
+
+
+def _ratios(rows: list[dict], models: list[str], multi: bool) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Time ratios: first model over the second (same backend, batch, size), and every backend over
+    :data:`BASELINE_BACKEND` of the same model, batch and size (also stored in the rows)."""
+    def key(r: dict) -> str:
+        return f"{r['backend']}_b{r['batch']}" + (f"_{r['input_size']}" if multi else "")
+
+    by = {(r["model"], r["backend"], r["batch"], r["input_size"]): r for r in rows}
+    ratios: dict[str, float] = {}
+    vs_torch: dict[str, dict[str, float]] = {}
+    for r in rows:
+        other = by.get((models[1], r["backend"], r["batch"], r["input_size"])) \
+            if len(models) >= 2 and r["model"] == models[0] else None
+        if other:
+            ratios[key(r)] = round(r["median_ms"] / other["median_ms"], 3)
+        base = by.get((r["model"], BASELINE_BACKEND, r["batch"], r["input_size"]))
+        if base and r["backend"] != BASELINE_BACKEND:
+            r["x_torch_optimized"] = round(r["median_ms"] / base["median_ms"], 3)
+            vs_torch.setdefault(r["model"], {})[key(r)] = r["x_torch_optimized"]
+    return ratios, vs_torch
 
 
 def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Sequence[int] = (1, 8, 32),
@@ -197,7 +281,7 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
     torch and OpenVINO backends; ``()`` for none). ``command`` is recorded with the results
     (default: this process's command line)."""
     models, batches = list(models), list(batches)
-    sizes = [tuple(int(v) for v in s) for s in (sizes or [size])]
+    sizes = [(int(s[0]), int(s[1])) for s in (sizes or [size])]
     torch.set_num_threads(threads)
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if openvino is None:
@@ -217,43 +301,14 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
                 entry = info.setdefault(name, {"params": i["params"], **i, "sizes": {}})
                 entry["sizes"][_size_key(sz)] = {k: i[k] for k in ("gflops", "max_abs_diff_vs_eager",
                                                                    "max_abs_heatmap")}
-        times: dict[tuple, list[float]] = {k: [] for k in runners}
-        with torch.inference_mode():
-            for fn in runners.values():
-                for _ in range(warmup):
-                    fn()
-            for i in range(rounds):
-                t_round = time.perf_counter()
-                for k, fn in runners.items():
-                    t = time.perf_counter()
-                    fn()
-                    times[k].append(time.perf_counter() - t)
-                if print_fn:
-                    print_fn(f"round {i + 1}/{rounds} ({time.perf_counter() - t_round:.1f} s)")
+        times = _time(runners, rounds, warmup, print_fn)
     rows = []
     for (name, backend, b, sk), ts in times.items():
         med = statistics.median(ts)
         rows.append({"model": name, "backend": backend, "batch": b, "input_size": sk,
                      "median_ms": round(med * 1e3, 2), "ms_per_image": round(med * 1e3 / b, 2),
                      "img_per_s": round(b / med, 1)})
-    multi = len(sizes) > 1
-
-    def key(r: dict) -> str:
-        return f"{r['backend']}_b{r['batch']}" + (f"_{r['input_size']}" if multi else "")
-
-    by = {(r["model"], r["backend"], r["batch"], r["input_size"]): r for r in rows}
-    ratios: dict[str, float] = {}
-    if len(models) >= 2:
-        for r in rows:
-            other = by.get((models[1], r["backend"], r["batch"], r["input_size"])) if r["model"] == models[0] else None
-            if other:
-                ratios[key(r)] = round(r["median_ms"] / other["median_ms"], 3)
-    vs_torch: dict[str, dict[str, float]] = {}
-    for r in rows:
-        base = by.get((r["model"], BASELINE_BACKEND, r["batch"], r["input_size"]))
-        if base and r["backend"] != BASELINE_BACKEND:
-            r["x_torch_optimized"] = round(r["median_ms"] / base["median_ms"], 3)
-            vs_torch.setdefault(r["model"], {})[key(r)] = r["x_torch_optimized"]
+    ratios, vs_torch = _ratios(rows, models, len(sizes) > 1)
     cpu = cpu_info()
     result: dict[str, Any] = {
         "input_size": list(sizes[0]), "input_sizes": [list(s) for s in sizes], "threads": threads,

@@ -335,7 +335,7 @@ def export_estimator(est: PoseEstimator, path: str | os.PathLike, *, format: str
                                codec=est.codec_config, unbiased=est.unbiased, bbox_padding=est.bbox_padding,
                                decode=decode, with_affine=with_affine, untrained=est.untrained, source=est.source)
     h, w = est.input_size
-    kwargs = dict(opset=opset, decode=decode, with_affine=with_affine, unbiased=est.unbiased,
+    kwargs: dict[str, Any] = dict(opset=opset, decode=decode, with_affine=with_affine, unbiased=est.unbiased,
                   blur_kernel_size=est.codec_config.blur_kernel_size, metadata=meta)
     if format == "openvino":
         return export_openvino(est.network, path, (h, w), **kwargs)

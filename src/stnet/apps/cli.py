@@ -232,14 +232,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="export a model to ONNX or OpenVINO IR (optionally with decoding in the graph)",
                        description="Export to ONNX (or OpenVINO IR with --format openvino) with a dynamic batch and "
-                                   "the model's metadata (skeleton, input size, normalisation, crop conventions). --decode adds argmax + DARK-style sub-pixel "
-                                   "refinement (outputs keypoints, scores); --with-affine adds a per-crop 2x3 "
+                                   "the model's metadata (skeleton, input size, normalisation, crop conventions). "
+                                   "--decode adds argmax + DARK-style sub-pixel refinement (outputs keypoints, "
+                                   "scores); --with-affine adds a per-crop 2x3 "
                                    "crop->image matrix input so keypoints come out in image pixels.")
     e.add_argument("model", help="registered model name, checkpoint file or run directory")
     _add_model_args(e)
     e.add_argument("--format", default="onnx", choices=["onnx", "openvino"],
                    help="onnx, or openvino: IR (.xml + .bin) with the same metadata in its rt_info")
-    e.add_argument("--output", "-o", default=None, help="output path (default <model>[_decode].onnx, or .xml for openvino)")
+    e.add_argument("--output", "-o", default=None,
+                   help="output path (default <model>[_decode].onnx, or .xml for openvino)")
     e.add_argument("--decode", action="store_true", help="decode heatmaps to keypoints + scores inside the graph")
     e.add_argument("--with-affine", action="store_true", help="also map crop -> image pixels (implies --decode)")
     e.add_argument("--opset", type=int, default=17)

@@ -174,7 +174,7 @@ class OpenVINOBackend:
                 self.cache_dir = None
         self.ir_from_cache = False
         self.source: str
-        size = tuple(int(v) for v in input_size) if input_size is not None else None
+        size = (int(input_size[0]), int(input_size[1])) if input_size is not None else None
         if isinstance(model, (str, os.PathLike)):
             p = Path(model)
             if p.suffix not in (".onnx", ".xml"):
@@ -187,7 +187,7 @@ class OpenVINOBackend:
             ov_model = self._module_model(model, size, metadata)
             if size is None:
                 cfg_size = getattr(getattr(model, "cfg", None), "input_size", None)
-                size = tuple(int(v) for v in cfg_size) if cfg_size else None
+                size = (int(cfg_size[0]), int(cfg_size[1])) if cfg_size else None
             self.source = type(model).__name__
         self.metadata: dict = _rt_meta(ov_model)
         shape = ov_model.inputs[0].get_partial_shape()
@@ -199,7 +199,7 @@ class OpenVINOBackend:
             size = file_size
         if size is None:
             meta_size = self.metadata.get("input_size")
-            size = tuple(int(v) for v in meta_size) if meta_size else (256, 192)
+            size = (int(meta_size[0]), int(meta_size[1])) if meta_size else (256, 192)
         self.input_size: tuple[int, int] = (int(size[0]), int(size[1]))
         self._model = ov_model
         dyn = ov.PartialShape([-1, 3, *self.input_size])
@@ -291,8 +291,8 @@ class OpenVINOBackend:
         return sorted(self._static)
 
     def describe(self) -> str:
-        return (f"openvino {_ov().__version__} {self.precision}"
-                + (f", {self.threads} threads" if self.threads else "") + f", {self.input_size[0]}x{self.input_size[1]}")
+        threads = f", {self.threads} threads" if self.threads else ""
+        return f"openvino {_ov().__version__} {self.precision}{threads}, {self.input_size[0]}x{self.input_size[1]}"
 
     def __repr__(self) -> str:
         return (f"OpenVINOBackend({self.source!r}, input_size={self.input_size}, precision={self.precision!r}, "
