@@ -226,6 +226,13 @@ def make_runners(name: str, size: tuple[int, int], batches: list[int], threads: 
                           "max_abs_heatmap": float(ref.abs().max())}
 
 
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def _time(runners: dict[tuple, Callable], rounds: int, warmup: int,
           print_fn: Callable[[str], None] | None) -> dict[tuple, list[float]]:
     """Warm-up calls, then ``rounds`` rounds of one call of every runner in turn (interleaved)."""
@@ -301,7 +308,9 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
                 entry = info.setdefault(name, {"params": i["params"], **i, "sizes": {}})
                 entry["sizes"][_size_key(sz)] = {k: i[k] for k in ("gflops", "max_abs_diff_vs_eager",
                                                                    "max_abs_heatmap")}
+        load_before = _loadavg()
         times = _time(runners, rounds, warmup, print_fn)
+        load_after = _loadavg()
     rows = []
     for (name, backend, b, sk), ts in times.items():
         med = statistics.median(ts)
@@ -316,6 +325,10 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
         "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "cpu": cpu.describe(), "cpu_model": cpu.model, "cpu_count": os.cpu_count(),
+        # other processes' load during the timed rounds (1-minute load average before / after):
+        # far above the thread count, absolute times are inflated and torch's spinning OpenMP
+        # threads suffer more than OpenVINO's and onnxruntime's, so ratios to torch drop too
+        "loadavg_1min": [load_before, load_after],
         "cuda": torch.cuda.get_device_name(0) if cuda else None,
         "models": info, "rows": rows,
         f"ratio_{models[0]}_over_{models[1] if len(models) > 1 else ''}": ratios,
@@ -348,6 +361,10 @@ def format_table(result: dict[str, Any]) -> str:
              + (f", GPU {result['cuda']}" if result.get("cuda") else ", no GPU"), ""]
     if result.get("command"):
         lines += [f"Command: `{result['command']}`", ""]
+    if result.get("loadavg_1min"):
+        lines += [f"Load average (1 min) before / after the timed rounds: "
+                  f"{' / '.join(str(v) for v in result['loadavg_1min'])} (the machine has {result['cpu_count']} CPUs; "
+                  "other processes' load inflates every time, torch's most)", ""]
     lines += ["| model | input | params | GFLOPs | backend | batch | ms / batch | ms / image | img/s | x torch opt |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
