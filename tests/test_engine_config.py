@@ -70,6 +70,9 @@ def test_data_paths_resolve_against_data_root(monkeypatch, tmp_path):
     from stnet.engine.config import resolve_data_path
 
     monkeypatch.setenv("STNET_DATA_ROOT", str(tmp_path))
+    (tmp_path / "lspet").mkdir()
+    (tmp_path / "lspet" / "joints.mat").write_bytes(b"")
     cfg = load_config(CONFIGS / "stnet_1s_lspet_128x96_b32x1_e60.yaml")
     assert resolve_data_path(cfg, cfg.train.ann_file) == str(tmp_path / "lspet" / "joints.mat")
-    assert resolve_data_path(cfg, "/abs/x.json") == "/abs/x.json"
+    absolute = str(tmp_path / "lspet" / "joints.mat")
+    assert resolve_data_path(cfg, absolute) == absolute  # an absolute path is used as it is

@@ -326,3 +326,48 @@ def test_cli_predict_and_export_openvino(ckpt, tmp_path, capsys):
     meta = read_metadata(xml)
     assert meta["skeleton"] == "coco17" and meta["input_size"] == list(SIZE) and meta["crop"]["bbox_padding"] == 1.25
     assert meta["normalization"]["std"] == [0.229, 0.224, 0.225] and meta["source"] == str(ckpt)
+
+
+UPPER8 = {"name": "upper8_ov", "keypoint_names": ["sh_l", "sh_r", "el_l", "el_r", "wr_l", "wr_r", "hip_l", "hip_r"],
+          "flip_pairs": [[0, 1], [2, 3], [4, 5], [6, 7]], "sigmas": [0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107,
+                                                                       0.107],
+          "joint_weights": [1.0, 1.0, 1.2, 1.2, 1.5, 1.5, 1.0, 1.0], "links": [[0, 2], [2, 4], [1, 3], [3, 5]]}
+
+
+def test_ir_of_a_custom_skeleton_predicts_without_skeleton_option(tmp_path, capsys):
+    """Issue 13: `stnet export --format openvino` carries the ONNX export's metadata (the layout
+    included), and `stnet predict --model model.xml --backend openvino` reads it back."""
+    import cv2
+
+    from stnet.cli import main
+    from stnet.data.skeletons import skeleton_from_dict
+
+    torch.manual_seed(0)
+    net = create_model("stnet_1s", input_size=SIZE, num_joints=8, width=8).eval()
+    randomize(net)
+    ck = tmp_path / "run" / "best.pt"
+    ck.parent.mkdir()
+    cfg = {"model": {"name": "stnet_1s", "overrides": {"width": 8}}, "input_size": list(SIZE),
+           "train": {"skeleton_meta": "meta.yaml"}, "val": {}}
+    torch.save({"model": net.state_dict(), "config": cfg, "epoch": 1, "skeleton": UPPER8}, ck)
+    xml, onnx_path = tmp_path / "model.xml", tmp_path / "model.onnx"
+    assert main(["export", str(ck.parent), "--format", "openvino", "-o", str(xml), "--no-check"]) == 0
+    assert main(["export", str(ck.parent), "-o", str(onnx_path), "--no-check"]) == 0
+    meta = read_metadata(xml)
+    ref = read_metadata(onnx_path)
+    assert {k: v for k, v in meta.items() if k != "source"} == {k: v for k, v in ref.items() if k != "source"}
+    assert skeleton_from_dict(meta["skeleton_def"]) == skeleton_from_dict(UPPER8)
+    assert meta["skeleton_def"]["joint_weights"][4] == 1.5 and meta["skeleton_def"]["links"] == UPPER8["links"]
+    assert meta["input_size"] == list(SIZE) and meta["crop"]["pixel_mapping"] == "udp"
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), IMAGE[..., ::-1])
+    kps = {}
+    for name, args in (("ir", ["--model", str(xml), "--backend", "openvino", "--precision", "f32"]),
+                       ("run", ["--model", str(ck.parent)])):
+        out = tmp_path / name
+        assert main(["predict", str(img), *args, "--detector", "whole", "--output-dir", str(out), "--no-render",
+                     "--no-progress"]) == 0
+        doc = json.loads((out / "predictions.json").read_text())
+        assert doc["skeleton"]["name"] == "upper8_ov"
+        kps[name] = np.asarray(doc["images"][0]["persons"][0]["keypoints"])
+    assert kps["ir"].shape == (8, 2) and np.abs(kps["ir"] - kps["run"]).max() < 0.05

@@ -36,12 +36,16 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     return model
 
 
-def resolve_data_config(cfg: TrainConfig, dc: DataConfig) -> DataConfig:
-    """``dc`` with its file paths resolved against the config's data root."""
-    return dataclasses.replace(dc, ann_file=resolve_data_path(cfg, dc.ann_file) or "",
-                               image_dir=resolve_data_path(cfg, dc.image_dir) or "",
-                               det_file=resolve_data_path(cfg, dc.det_file),
-                               skeleton_meta=resolve_data_path(cfg, dc.skeleton_meta))
+def resolve_data_config(cfg: TrainConfig, dc: DataConfig, split: str | None = None) -> DataConfig:
+    """``dc`` with its file paths resolved (current folder, else the data root; see
+    :func:`~stnet.engine.config.resolve_data_path`); ``split`` names the fields in errors."""
+    split = split or dc.split
+
+    def res(name: str) -> str | None:
+        return resolve_data_path(cfg, getattr(dc, name), f"{split}.{name}")
+
+    return dataclasses.replace(dc, ann_file=res("ann_file") or "", image_dir=res("image_dir") or "",
+                               det_file=res("det_file"), skeleton_meta=res("skeleton_meta"))
 
 
 def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) -> tuple[Any, Any]:
@@ -57,7 +61,7 @@ def build_datasets(cfg: TrainConfig, *, train: bool = True, val: bool = True) ->
         if not want:
             out.append(None)
             continue
-        dc = resolve_data_config(cfg, dc)
+        dc = resolve_data_config(cfg, dc, "train" if is_train else "val")
         records = load_records(dc, build_skeleton(dc))
         if limit is not None:
             records = records[: int(limit)]

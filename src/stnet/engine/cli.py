@@ -75,7 +75,7 @@ def _cache(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     splits: dict[str, Any] = {}
     for name in args.splits:
-        dc = resolve_data_config(cfg, getattr(cfg, name))
+        dc = resolve_data_config(cfg, getattr(cfg, name), name)
         if dc.kind == "cache":
             raise ValueError(f"{name}: the recipe already reads a crop cache ({dc.ann_file})")
         splits[name] = load_records(dc, build_skeleton(dc))
@@ -83,7 +83,7 @@ def _cache(args: argparse.Namespace) -> int:
             splits[name] = splits[name][: cfg.runtime.limit_train]
         if name == "val" and cfg.runtime.limit_val:
             splits[name] = splits[name][: cfg.runtime.limit_val]
-    dc = resolve_data_config(cfg, cfg.train)
+    dc = resolve_data_config(cfg, cfg.train, "train")
     summary = build_crop_cache(splits, build_skeleton(dc), args.output, input_size=cfg.input_size,
                                resolution=args.resolution, margin=args.margin, quality=args.quality,
                                bbox_padding=dc.bbox_padding, source=str(args.config))

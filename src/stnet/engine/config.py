@@ -184,8 +184,9 @@ def _coco_split(split: str) -> DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything a training or evaluation run needs. Relative data paths are resolved against
-    ``data_root`` (default ``$STNET_DATA_ROOT``, else ``../shared/data`` next to the repository)."""
+    """Everything a training or evaluation run needs. A relative data path is taken from the
+    current folder when it exists there, else from ``data_root`` (default ``$STNET_DATA_ROOT``,
+    else ``../shared/data`` next to the repository)."""
 
     name: str = "stnet"
     model: ModelSection = field(default_factory=ModelSection)
@@ -293,13 +294,25 @@ def data_root(cfg: TrainConfig) -> Path:
     return Path(os.path.expanduser(cfg.data_root)) if cfg.data_root else default_data_root()
 
 
-def resolve_data_path(cfg: TrainConfig, path: str | None) -> str | None:
-    """A data path as the readers need it: absolute paths unchanged, relative ones under the
-    data root."""
+def resolve_data_path(cfg: TrainConfig, path: str | None, field: str = "data path") -> str | None:
+    """A data path as the readers need it. Absolute paths are kept; a relative one is taken from
+    the current folder when it exists there (a user's own data next to their recipe), else from
+    ``data_root`` (the shipped recipes name files under it). Neither existing is an error naming
+    ``field`` (e.g. ``train.ann_file``), both candidates and how to set the root."""
     if not path:
         return path
     p = Path(os.path.expanduser(path))
-    return str(p if p.is_absolute() else data_root(cfg) / p)
+    if p.is_absolute():
+        if not p.exists():
+            raise FileNotFoundError(f"{field}: {p} not found")
+        return str(p)
+    here, root = Path.cwd() / p, data_root(cfg) / p
+    if here.exists():
+        return str(here)
+    if root.exists():
+        return str(root)
+    raise FileNotFoundError(f"{field}: {path} not found, neither as {here} (current folder) nor as {root} "
+                            "(under the data root; set data_root in the recipe or STNET_DATA_ROOT)")
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -64,13 +64,14 @@ def build_evaluator(cfg: TrainConfig, dataset: Any, *, output_dir: str | Path | 
     if kind == "coco":
         det = cfg.val.det_file
         # OKS with the skeleton's own sigmas: a custom layout has no sigmas the evaluator could infer
-        return CocoEvaluator(resolve_data_path(cfg, cfg.val.ann_file), sigmas=dataset.skeleton.sigmas_array(),
+        gt = resolve_data_path(cfg, cfg.val.ann_file, "val.ann_file")
+        return CocoEvaluator(gt, sigmas=dataset.skeleton.sigmas_array(),
                              box_source=f"detections: {Path(det).name}" if det else "ground-truth boxes",
                              output_dir=output_dir, print_fn=print_fn, name=cfg.name,
                              **cfg.eval.coco_nms_kwargs())
     if kind == "pckh":
-        return MPIIEvaluator(resolve_data_path(cfg, cfg.eval.mpii_gt_valid), output_dir=output_dir,
-                             print_fn=print_fn, name=cfg.name)
+        gt_valid = resolve_data_path(cfg, cfg.eval.mpii_gt_valid, "eval.mpii_gt_valid")
+        return MPIIEvaluator(gt_valid, output_dir=output_dir, print_fn=print_fn, name=cfg.name)
     return PCKEvaluator(joint_names=names, threshold=cfg.eval.pck_threshold, normalize=cfg.eval.pck_normalize,
                         output_dir=output_dir, print_fn=print_fn, name=cfg.name)
 

@@ -37,6 +37,11 @@ class EpochPlan:
         self.epoch_times: list[float] = []
         self.reserve_s = 0.0  # kept free at the end for the final validation and saving
 
+    def start_clock(self) -> None:
+        """Start this session's clock now: building the run and checking it before training are
+        not training time, so they do not eat into the budget."""
+        self.started = time.perf_counter()
+
     def progress(self, it: int, iters_per_epoch: int) -> float:
         """Fraction of the schedule done at iteration ``it`` (0..1)."""
         if self.budget_s is None:

@@ -33,6 +33,7 @@ from .evaluate import build_evaluator, evaluate, evaluate_checkpoint, metric_key
 from .logger import Progress, RunLogger
 from .losses import HeatmapLoss
 from .plot import plot_run
+from .preflight import check_before_training
 from .rundir import RunLock, remove_stale_temp_files, resume_changes, saved_note, write_run_config
 from .schedule import EpochPlan, build_optimizer, build_scheduler
 from .state import RunState, build_run_state, restore_run_state, save_run_state
@@ -143,6 +144,9 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
     if state is not None:
         restore_run_state(run, state, ckpt_path)
         info.say(f"resumed from {ckpt_path}: epoch {run.start_epoch}, iteration {run.iteration}")
+    # Before anything is written: a recipe that cannot validate fails now, not after an epoch.
+    check_before_training(cfg, info, run, train_ds, val_loader.dataset)
+    run.plan.start_clock()
     if info.is_main:
         write_run_config(cfg.run_dir, config_to_dict(cfg), state, changes)
     logger = RunLogger(cfg.run_dir if info.is_main else None, tensorboard=rt.tensorboard)
