@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .hub import GRAPH_METADATA_KEY
 from .io import atomic_write
 from .models.fuse import fold_batchnorm
 from .models.outputs import last_stage
@@ -90,7 +91,7 @@ def deployment_metadata(*, model: str, skeleton, input_size: Sequence[int], code
 
 
 #: Key of the metadata json: ONNX ``metadata_props["stnet"]``, OpenVINO IR rt_info ``["stnet"]``.
-METADATA_KEY = "stnet"
+METADATA_KEY = GRAPH_METADATA_KEY  # defined with its reader, stnet.hub.read_graph_metadata
 
 
 def _openvino() -> Any:
@@ -309,7 +310,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
 
                 m = onnx.load(str(tmp))
                 entry = m.metadata_props.add()
-                entry.key, entry.value = "stnet", json.dumps(metadata)
+                entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
                 onnx.save(m, str(tmp))
             except ImportError:  # metadata is a convenience; the graph is complete without it
                 pass

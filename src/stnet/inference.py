@@ -62,12 +62,13 @@ from .data.skeletons import Skeleton, get_skeleton, load_skeleton, skeleton_from
 from .data.transforms import box_to_center_scale, get_warp_matrix
 from .detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, sanitize_boxes
 from .evaluation.metrics import rescore
-from .hub import (DEFAULT_PRETRAINED, WEIGHTS_DIR, default_model, list_pretrained, load_state, model_state,
-                  pack_metadata, resolve_checkpoint, shipped_weights, state_num_joints)
+from .hub import (DEFAULT_PRETRAINED, WEIGHTS_DIR, ModelFile, default_model, list_pretrained, load_model_ref,
+                  model_state, resolve_checkpoint, state_num_joints)
 from .models import create_model, list_models
 from .results import PoseResult, Results
 
 __all__ = ["PoseEstimator", "PoseResult", "Results", "NonFiniteWarning", "ModelRef", "resolve_model",
+           "from_model_file", "load_model_ref",
            "UntrainedWeightsWarning", "load_image",
            "default_skeleton", "resolve_checkpoint", "list_pretrained", "default_model", "DEFAULT_PRETRAINED",
            "WEIGHTS_DIR"]
@@ -156,11 +157,13 @@ def resolve_model(ref: str | os.PathLike | nn.Module | ModelRef, weights: str | 
                   input_size: Sequence[int] | None = None, codec: CodecConfig | None = None,
                   model_overrides: dict | None = None) -> ModelRef:
     """The one factory for "a model" as a user names it: an ``nn.Module``; a registered model name
-    (untrained unless ``weights``, a checkpoint or bare ``state_dict``); a checkpoint file or run
-    directory (``best.pt``, else ``last.pt``; ``model`` names the network of a bare ``state_dict``);
-    an exported heatmap ``.onnx`` file; or the name of shipped weights. ``skeleton``,
-    ``input_size`` and ``codec`` override what the weights say; a skeleton that contradicts a
-    checkpoint's raises. EMA weights are used when a checkpoint has them and ``use_ema``."""
+    (untrained unless ``weights``: anything :func:`stnet.hub.load_model_ref` reads that holds
+    weights); or any model reference :func:`stnet.hub.load_model_ref` reads (a checkpoint file or
+    run directory, ``model`` naming the network of a bare ``state_dict``; a pack with its json;
+    shipped weights' name; an exported ``.onnx`` or OpenVINO IR ``.xml``). The skeleton, input
+    size and codec come from the file; ``skeleton``, ``input_size`` and ``codec`` override them,
+    and one that contradicts the file raises naming both. EMA weights are used when a checkpoint
+    has them and ``use_ema``."""
     size = _tuple(input_size)
     if isinstance(ref, ModelRef):
         given = {"weights": weights, "model": model, "skeleton": skeleton, "input_size": input_size,
@@ -177,35 +180,70 @@ def resolve_model(ref: str | os.PathLike | nn.Module | ModelRef, weights: str | 
                         input_size=size or _tuple(getattr(cfg, "input_size", None)), codec=codec)
     s = str(ref)
     if weights is not None and s not in list_models():
-        raise ValueError(f"weights= goes with a registered model name, not with {s}")
-    if s.endswith((".onnx", ".xml")):
-        if not Path(s).is_file():
-            raise FileNotFoundError(f"{'ONNX model' if s.endswith('.onnx') else 'OpenVINO IR'} {s} not found")
-        return ModelRef(None, Path(s).stem, s, onnx_path=Path(s), skeleton=skeleton, input_size=size, codec=codec)
+        raise ValueError(f"--weights goes with a registered model name (--model NAME), not with --model {s}")
     if s in list_models():
-        info = pack_metadata(weights) if weights is not None else None
-        if weights is not None and info is not None:
-            if info["model"] != s:
-                raise ValueError(f"--model {s} contradicts --weights {weights}, a pack of {info['model']!r} "
+        if weights is None:
+            return _named(s, None, s, use_ema=use_ema, skeleton=skeleton, input_size=size, codec=codec,
+                          overrides=model_overrides)
+        mf = load_model_ref(weights)
+        if mf.kind in ("pack", "shipped"):
+            if mf.model != s:
+                raise ValueError(f"--model {s} contradicts --weights {weights}, a pack of {mf.model!r} "
                                  f"(its .json); drop --model or pass --model {weights}")
-            return _from_pack(Path(weights), info, skeleton=skeleton, input_size=size, codec=codec)
-        state = load_state(resolve_checkpoint(weights)) if weights is not None else None
-        return _named(s, state, str(weights) if weights else s, use_ema=use_ema, skeleton=skeleton, input_size=size,
+            return from_model_file(mf, skeleton=skeleton, input_size=size, codec=codec)
+        return _named(s, mf.weights("--weights"), str(weights), use_ema=use_ema, skeleton=skeleton, input_size=size,
                       codec=codec, overrides=model_overrides)
-    if Path(s).is_file() and (info := pack_metadata(s)) is not None:
-        return _from_pack(Path(s), info, skeleton=skeleton, input_size=size, codec=codec)
-    if Path(s).exists():
-        return _from_checkpoint(resolve_checkpoint(s), model=model, use_ema=use_ema, skeleton=skeleton,
-                                input_size=size, codec=codec)
-    if s in list_pretrained():
-        return _from_pretrained(s, skeleton=skeleton, input_size=size, codec=codec)
-    if any(c in s for c in "/\\") or s.endswith((".pt", ".pth", ".ckpt", ".safetensors")):
-        raise FileNotFoundError(f"checkpoint {s} not found")
-    names = list_models() + list_pretrained()
-    hint = difflib.get_close_matches(s, names, n=1)
-    raise KeyError(f"unknown model {s!r}: neither a registered model, a checkpoint file / run directory, an .onnx "
-                   f"file nor shipped weights{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
-                   f"(models: {', '.join(list_models())}; shipped: {', '.join(list_pretrained()) or 'none yet'})")
+    try:
+        mf = load_model_ref(s)
+    except KeyError:
+        names = list_models() + list_pretrained()
+        hint = difflib.get_close_matches(s, names, n=1)
+        raise KeyError(f"unknown model {s!r}: neither a registered model, a checkpoint file / run directory, a pack, "
+                       f"an .onnx / .xml file nor shipped weights"
+                       f"{'; did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                       f"(models: {', '.join(list_models())}; shipped: {', '.join(list_pretrained()) or 'none yet'})"
+                       ) from None
+    return from_model_file(mf, model=model, use_ema=use_ema, skeleton=skeleton, input_size=size, codec=codec)
+
+
+def from_model_file(mf: ModelFile, *, model: str | None = None, use_ema: bool = True,
+                    skeleton: str | Skeleton | None = None, input_size: Sequence[int] | None = None,
+                    codec: CodecConfig | None = None) -> ModelRef:
+    """The :class:`ModelRef` of a read model file: the network built with its weights (an exported
+    graph: its path), with the skeleton, crop size and codec the file records unless given. A
+    skeleton with other keypoints than the file's is an error naming both; so is an input size
+    other than a pack's or a graph's (running at another size silently degrades the keypoints; a
+    training checkpoint may be run at another size on purpose)."""
+    size = _tuple(input_size)
+    record = "its .json" if mf.kind in ("pack", "shipped") else "its metadata"
+    where = f"checkpoint {mf.path}" if mf.kind == "checkpoint" else f"{mf.path} ({record})"
+    if size is not None and mf.input_size is not None and size != mf.input_size and mf.kind != "checkpoint":
+        raise ValueError(f"--input-size {size[0]}x{size[1]} contradicts {mf.path}, trained at "
+                         f"{mf.input_size[0]}x{mf.input_size[1]} ({record}); drop --input-size")
+    skel = _agree(skeleton, _file_skeleton(mf, where), where)
+    if codec is None and mf.codec:
+        codec = CodecConfig(**{k: v for k, v in mf.codec.items() if k in CodecConfig.__dataclass_fields__})
+    if mf.is_graph:
+        return ModelRef(None, mf.path.stem, mf.source, onnx_path=mf.path, skeleton=skel, input_size=size, codec=codec)
+    name = model or mf.model
+    if not name:
+        raise ValueError(f"checkpoint {mf.path} stores no config (a bare state_dict?); name its network: "
+                         f"--model NAME --weights {mf.path} (Python: model=NAME; one of {', '.join(list_models())})")
+    return _named(name, mf.weights("--model"), str(mf.path), use_ema=use_ema if mf.kind == "checkpoint" else True,
+                  skeleton=skel, input_size=size or mf.input_size, codec=codec, overrides=mf.overrides)
+
+
+def _file_skeleton(mf: ModelFile, where: str) -> Skeleton | None:
+    """The layout a model file records: its full definition (custom layouts included), else a
+    built-in name (files written before the definition travelled)."""
+    if mf.skeleton is not None:
+        return skeleton_from_dict(mf.skeleton, where=f"{where} skeleton")
+    if mf.skeleton_name:
+        try:
+            return get_skeleton(mf.skeleton_name)
+        except KeyError:  # a custom layout not registered here: the caller passes --skeleton
+            return None
+    return None
 
 
 def _tuple(size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -236,32 +274,6 @@ def _named(name: str, state: dict[str, Any] | None, source: str, *, use_ema: boo
                     input_size=_tuple(getattr(getattr(net, "cfg", None), "input_size", None)), codec=codec)
 
 
-def _from_checkpoint(path: Path, *, model: str | None, use_ema: bool, skeleton: str | Skeleton | None,
-                     input_size: tuple[int, ...] | None, codec: CodecConfig | None) -> ModelRef:
-    """A training checkpoint: model name, overrides, input size, skeleton and codec from its config."""
-    state = load_state(path)
-    cfg = state.get("config") or {}
-    name = model or (cfg.get("model") or {}).get("name")
-    if not name:
-        raise ValueError(f"checkpoint {path} stores no config (a bare state_dict?); name its network: "
-                         f"--model NAME --weights {path} (Python: model=NAME; one of {', '.join(list_models())})")
-    overrides = dict((cfg.get("model") or {}).get("overrides") or {})
-    overrides.pop("num_joints", None)  # taken from the weights
-    data = cfg.get("val") or cfg.get("train") or {}
-    ck_skel: Skeleton | None = None
-    if isinstance(state.get("skeleton"), dict):  # the layout itself (custom ones included)
-        ck_skel = skeleton_from_dict(state["skeleton"], where=f"checkpoint {path} 'skeleton'")
-    elif data.get("skeleton") and not data.get("skeleton_meta"):  # older checkpoints: a built-in name
-        ck_skel = get_skeleton(data["skeleton"])
-    skeleton = _agree(skeleton, ck_skel, f"checkpoint {path}")
-    if input_size is None and cfg.get("input_size"):
-        input_size = tuple(cfg["input_size"])
-    if codec is None and cfg.get("codec"):
-        codec = CodecConfig(**{k: v for k, v in cfg["codec"].items() if k in CodecConfig.__dataclass_fields__})
-    return _named(name, state, str(path), use_ema=use_ema, skeleton=skeleton, input_size=input_size, codec=codec,
-                  overrides=overrides)
-
-
 def _agree(given: str | Skeleton | None, stored: Skeleton | None, source: str) -> str | Skeleton | None:
     """The skeleton to use: the file's unless ``--skeleton`` is given; one with other keypoints than
     the file's is an error naming both."""
@@ -272,35 +284,6 @@ def _agree(given: str | Skeleton | None, stored: Skeleton | None, source: str) -
         raise ValueError(f"--skeleton {sk.name} contradicts {source}, trained for skeleton {stored.name!r} "
                          f"({stored.num_keypoints} keypoints: {', '.join(stored.keypoint_names[:4])}, ...)")
     return sk
-
-
-def _from_pretrained(name: str, *, skeleton: str | Skeleton | None, input_size: tuple[int, ...] | None,
-                     codec: CodecConfig | None) -> ModelRef:
-    """Shipped weights (sha256-checked): model, overrides, skeleton and input size from their json."""
-    pt, info = shipped_weights(name)
-    return _from_pack(pt, info, skeleton=skeleton, input_size=input_size, codec=codec)
-
-
-def _from_pack(path: Path, info: dict[str, Any], *, skeleton: str | Skeleton | None,
-               input_size: tuple[int, ...] | None, codec: CodecConfig | None) -> ModelRef:
-    """A weights pack (``stnet pack`` output or shipped weights) and its json: the network, skeleton,
-    crop size and codec it was trained with. An explicit skeleton or size that contradicts the json
-    is an error naming both (running at another size silently degrades the keypoints)."""
-    packed = _tuple(info.get("input_size"))
-    if input_size is not None and packed is not None and tuple(input_size) != packed:
-        raise ValueError(f"--input-size {input_size[0]}x{input_size[1]} contradicts {path}, trained at "
-                         f"{packed[0]}x{packed[1]} (its .json); drop --input-size")
-    packed_skel: Skeleton | None = None
-    if isinstance(info.get("skeleton_def"), dict):
-        packed_skel = skeleton_from_dict(info["skeleton_def"], where=f"{path.with_suffix('.json')} 'skeleton_def'")
-    elif info.get("skeleton"):
-        packed_skel = load_skeleton(info["skeleton"])
-    skeleton = _agree(skeleton, packed_skel, f"{path} (its .json)")
-    if codec is None and isinstance(info.get("codec"), dict) and info["codec"]:
-        codec = CodecConfig(**{k: v for k, v in info["codec"].items() if k in CodecConfig.__dataclass_fields__})
-    return _named(info["model"], load_state(path), str(path), use_ema=True,
-                  skeleton=skeleton, input_size=input_size or packed,
-                  codec=codec, overrides=info.get("overrides"))
 
 
 class PoseEstimator:
@@ -352,9 +335,6 @@ class PoseEstimator:
                        if ref.network is not None else  # an exported file: the graph may fix the size
                        build_backend(backend, str(ref.onnx_path), ref.input_size, device,
                                      precision=precision, threads=threads))
-            meta = getattr(backend, "metadata", None) or {}
-            if ref.network is None and meta:  # what `stnet export` recorded: the codec
-                ref = _with_file_metadata(ref, meta)
         self.network: nn.Module | None = ref.network.eval() if ref.network is not None else None  # for export
         self.backend: Backend = backend
         self.model_name, self.source, self.untrained = ref.name, ref.source, ref.untrained
@@ -363,10 +343,7 @@ class PoseEstimator:
         self.detector = build_detector(detector)
         self.det_score, self.det_nms = float(det_score), float(det_nms)
         self.input_size = tuple(int(v) for v in backend.input_size)
-        meta = getattr(backend, "metadata", None) or {}
-        stored = skeleton_from_dict(meta["skeleton_def"], where=f"{ref.source} metadata") \
-            if ref.network is None and isinstance(meta.get("skeleton_def"), dict) else None
-        self.skeleton = self._skeleton(_agree(ref.skeleton, stored, ref.source))
+        self.skeleton = self._skeleton(ref.skeleton)
         self.codec_config = ref.codec or CodecConfig()
         self.codec = build_codec(self.codec_config, self.input_size)
         self.unbiased = bool(getattr(self.codec, "unbiased", True))
@@ -398,7 +375,8 @@ class PoseEstimator:
         directory holding them): model name, overrides, input size, skeleton and codec are read
         from its stored config. A bare ``state_dict`` needs ``model=NAME``. EMA weights are used
         when present (``use_ema``). ``skeleton=`` given and different from the checkpoint's raises."""
-        ref = _from_checkpoint(resolve_checkpoint(path), model=model, use_ema=use_ema, **_ref_options(kwargs))
+        ref = from_model_file(load_model_ref(resolve_checkpoint(path)), model=model, use_ema=use_ema,
+                              **_ref_options(kwargs))
         return cls(ref, **kwargs)
 
     @classmethod
@@ -409,7 +387,7 @@ class PoseEstimator:
             raise FileNotFoundError(
                 f"no pretrained weights named {name!r}; available: {', '.join(list_pretrained()) or 'none yet'}. "
                 "Train a model (stnet train) and use PoseEstimator.from_checkpoint('runs/<name>') instead.")
-        return cls(_from_pretrained(name, **_ref_options(kwargs)), **kwargs)
+        return cls(from_model_file(load_model_ref(name), **_ref_options(kwargs)), **kwargs)
 
     @classmethod
     def from_spec(cls, spec: str | os.PathLike, weights: str | os.PathLike | None = None, *, model: str | None = None,
@@ -565,24 +543,6 @@ class PoseEstimator:
 
 def _name(image: Any) -> str:
     return str(image) if isinstance(image, (str, os.PathLike)) else "image"
-
-
-def _with_file_metadata(ref: ModelRef, meta: dict[str, Any]) -> ModelRef:
-    """Codec (and the skeleton's name, for files without ``skeleton_def``, which the estimator reads
-    itself) of an exported file from its ``stnet`` metadata, where the caller did not give them."""
-    import dataclasses
-
-    changes: dict[str, Any] = {}
-    if ref.skeleton is None and meta.get("skeleton") and not isinstance(meta.get("skeleton_def"), dict):
-        try:
-            changes["skeleton"] = get_skeleton(meta["skeleton"]).name
-        except KeyError:  # a custom layout that is not registered here: the caller passes it
-            pass
-    if ref.codec is None and meta.get("codec") in ("udp", "msra"):
-        fields = {"kind": meta["codec"], "sigma": meta.get("sigma"), "heatmap_stride": meta.get("heatmap_stride"),
-                  "blur_kernel_size": meta.get("blur_kernel_size")}
-        changes["codec"] = CodecConfig(**{k: v for k, v in fields.items() if v is not None})
-    return dataclasses.replace(ref, **changes) if changes else ref
 
 
 def _ref_options(kwargs: dict[str, Any]) -> dict[str, Any]:

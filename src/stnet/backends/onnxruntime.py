@@ -2,7 +2,6 @@
 exported to a temporary file on the fly."""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from stnet.export import export_onnx, ort_session
+from stnet.hub import read_graph_metadata
 
 __all__ = ["OnnxRuntimeBackend"]
 
@@ -51,7 +51,7 @@ class OnnxRuntimeBackend:
         self.with_affine = any(i.name == "affine" for i in self.session.get_inputs())
         k = self.session.get_outputs()[0].shape[1]
         self.num_joints: int | None = k if isinstance(k, int) else None
-        self.metadata = _read_metadata(path)
+        self.metadata = read_graph_metadata(path)
         self._tmpdir: tempfile.TemporaryDirectory | None = None
 
     @classmethod
@@ -81,15 +81,3 @@ class OnnxRuntimeBackend:
 
     def __repr__(self) -> str:
         return f"OnnxRuntimeBackend({str(self.path)!r}, input_size={self.input_size})"
-
-
-def _read_metadata(path: Path) -> dict:
-    try:
-        import onnx
-
-        for p in onnx.load(str(path), load_external_data=False).metadata_props:
-            if p.key == "stnet":
-                return json.loads(p.value)
-    except Exception:  # noqa: BLE001 - metadata is optional
-        pass
-    return {}

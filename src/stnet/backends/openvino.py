@@ -44,7 +44,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..cpuinfo import CpuInfo, cpu_info
-from ..export import METADATA_KEY, _save_ir, _to_openvino_model, export_openvino
+from ..hub import openvino_model_metadata
+from ..export import _save_ir, _to_openvino_model, export_openvino
 from ..export import _openvino as _ov
 
 __all__ = ["OpenVINOBackend", "export_openvino", "read_metadata", "resolve_precision", "openvino_available",
@@ -87,20 +88,10 @@ def resolve_precision(precision: str = "auto", cpu: CpuInfo | None = None) -> st
 
 
 # ------------------------------------------------------------------------------------------ metadata
-def _rt_meta(model: Any) -> dict:
-    for key in ([METADATA_KEY], ["framework", METADATA_KEY]):  # IR written by us / ONNX metadata_props
-        try:
-            if model.has_rt_info(key):
-                return json.loads(model.get_rt_info(key).astype(str))
-        except Exception:  # noqa: BLE001 - metadata is optional
-            continue
-    return {}
-
-
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The ``stnet`` metadata json of an exported ``.xml`` (IR rt_info) or ``.onnx`` (metadata_props)."""
-    ov = _ov()
-    return _rt_meta(ov.Core().read_model(str(path)))
+    """The ``stnet`` metadata json of an exported ``.xml`` (IR rt_info) or ``.onnx`` (metadata_props)
+    (:func:`stnet.hub.read_graph_metadata`, read through OpenVINO)."""
+    return openvino_model_metadata(_ov().Core().read_model(str(path)))
 
 
 # ------------------------------------------------------------------------------------------ IR cache
@@ -189,7 +180,7 @@ class OpenVINOBackend:
                 cfg_size = getattr(getattr(model, "cfg", None), "input_size", None)
                 size = (int(cfg_size[0]), int(cfg_size[1])) if cfg_size else None
             self.source = type(model).__name__
-        self.metadata: dict = _rt_meta(ov_model)
+        self.metadata: dict = openvino_model_metadata(ov_model)
         shape = ov_model.inputs[0].get_partial_shape()
         if shape.rank.is_static and shape.rank.get_length() == 4 and shape[2].is_static and shape[3].is_static:
             file_size = (shape[2].get_length(), shape[3].get_length())

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from stnet.data.build import build_dataset, build_skeleton, load_records
 from stnet.data.config import DataConfig
-from stnet.hub import load_state, model_state, resolve_weights
+from stnet.hub import load_model_ref, model_state
 from stnet.models import create_model
 
 from .config import TrainConfig, resolve_data_path
@@ -23,7 +23,7 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     over = {"num_joints": num_joints, "input_size": tuple(cfg.input_size), **cfg.model.overrides}
     model = create_model(cfg.model.name, **over)
     if cfg.model.weights:
-        src = model_state(load_state(resolve_weights(cfg.model.weights)))
+        src = model_state(_warm_start_state(cfg.model.weights))
         own = model.state_dict()
         fit = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
         skipped = sorted(set(own) - set(fit))
@@ -34,6 +34,15 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
                     f"{', ...' if len(skipped) > 4 else ''})")
         print(f"model.weights: initialised {len(fit)}/{len(own)} tensors from {cfg.model.weights}{kept}", flush=True)
     return model
+
+
+def _warm_start_state(ref: str) -> dict[str, Any]:
+    """The weights ``model.weights`` names: shipped weights, a pack, a checkpoint or run directory."""
+    try:
+        return load_model_ref(ref).weights("model.weights")
+    except (FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        raise FileNotFoundError(f"model.weights: {msg}") from None
 
 
 def resolve_data_config(cfg: TrainConfig, dc: DataConfig, split: str | None = None) -> DataConfig:

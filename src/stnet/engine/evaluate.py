@@ -21,7 +21,7 @@ from stnet.data.build import build_dataloader
 from stnet.data.dataset import align_multiscale_heatmaps
 from stnet.data.transforms import crop_to_image
 from stnet.evaluation import CocoEvaluator, Evaluator, MPIIEvaluator, PCKEvaluator
-from stnet.hub import CheckpointError, load_state, model_state
+from stnet.hub import CheckpointError, load_model_ref, model_state
 from stnet.models import last_stage
 
 from .amp import AmpSettings, amp_settings, autocast
@@ -154,7 +154,10 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, *, output_dir:
     val split, write metrics.json and raw predictions into ``output_dir``."""
     info = setup_distributed(cfg.runtime.device)
     try:
-        state = load_state(checkpoint)
+        try:  # a checkpoint, a run directory, a pack or shipped weights
+            state = load_model_ref(checkpoint).weights("--checkpoint")
+        except KeyError as e:
+            raise FileNotFoundError(f"--checkpoint: {e.args[0] if e.args else e}") from None
         _, val_ds = build_datasets(cfg, train=False)
         loader = build_dataloader(val_ds, batch_size=cfg.runtime.val_batch_size or cfg.runtime.batch_size,
                                   train=False, num_workers=cfg.runtime.workers, persistent_workers=False)
