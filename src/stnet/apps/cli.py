@@ -16,7 +16,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None,
-                   help="weights (checkpoint or bare state_dict) for a registered model name given as MODEL")
+                   help="weights for a registered model name given as MODEL: a checkpoint (or bare state_dict), "
+                        "run directory, weights pack (+ .json) or shipped weights name")
     p.add_argument("--skeleton", default=None, help="keypoint layout (default: from the checkpoint / model)")
     p.add_argument("--input-size", type=_size, default=None, metavar="HxW", help="crop size (default: the model's)")
 

@@ -41,7 +41,9 @@ def _eval(args: argparse.Namespace) -> int:
     from .train import evaluate_checkpoint
 
     cfg = _cfg(args)
-    out = Path(args.output_dir) if args.output_dir else Path(args.checkpoint).resolve().parent / "eval"
+    ck = Path(args.checkpoint)
+    # default: next to the checkpoint (inside a run directory); a shipped name: ./eval
+    out = Path(args.output_dir) if args.output_dir else (ck if ck.is_dir() else ck.resolve().parent) / "eval"
     metrics = evaluate_checkpoint(cfg, args.checkpoint, output_dir=out, use_ema=not args.no_ema)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}))
@@ -115,7 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Evaluate with the task's protocol (COCO AP / PCKh / PCK); "
                                           "writes metrics.json and raw predictions.")
     e.add_argument("config")
-    e.add_argument("--checkpoint", required=True, metavar="PATH")
+    e.add_argument("--checkpoint", required=True, metavar="REF",
+                   help="checkpoint file, run directory, weights pack (+ .json) or shipped weights name")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
     e.add_argument("--output-dir", metavar="DIR", default=None,
                    help="where to write metrics.json and predictions (default: CHECKPOINT_DIR/eval)")
