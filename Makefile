@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	stnet predict src/stnet/assets/demo.jpg --output-dir runs/demo
+	stnet predict src/stnet/assets/demo.jpg --detector auto --flip --output-dir runs/demo
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
