@@ -2,7 +2,7 @@
 #   make demo   - install, then estimate poses on the bundled photo with the shipped weights
 #   make test   - install, then run the default test suite (CPU, ~minutes); the install includes the
 #                 optional extras (onnxruntime, openvino) so CI runs their backend tests too
-#   make lint   - ruff (lint) on src, tests and benchmarks, mypy on the package
+#   make lint   - ruff (lint) on src, tests, benchmarks and tools, mypy on the package
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .install.stamp
@@ -28,7 +28,7 @@ test-all: $(STAMP)
 
 # Formatting (ruff format) is configured in pyproject.toml but not checked here yet.
 lint: $(STAMP)
-	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m ruff check src tests benchmarks tools
 	$(PYTHON) -m mypy src/stnet
 
 report: $(STAMP)
