@@ -2,7 +2,7 @@
 detector: the picture in docs/results_lspet.md ("Real COCO photos").
 
     python tools/render_coco_mini.py [--model stnet_1s.lspet_128x96] [--images 12]
-        [--data ../shared/data/coco_mini] [-o docs/images/coco_predictions.png]
+        [--data ../shared/data/coco_mini] [-o docs/images/coco_predictions.jpg]
 
 Takes the first N images (in the annotation file's order) that hold at least one person with a
 box of 48 px height or more; draws every such person; tiles the overlays 4 across at 320 px width.
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--model", default="stnet_1s.lspet_128x96")
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--data", default=str(default_data_root() / "coco_mini"))
-    ap.add_argument("-o", "--out", default="docs/images/coco_predictions.png")
+    ap.add_argument("-o", "--out", default="docs/images/coco_predictions.jpg")
     args = ap.parse_args()
     root = Path(args.data)
     ann = json.loads((root / "annotations" / "person_keypoints_train2017.json").read_text())
@@ -52,11 +52,13 @@ def main() -> None:
     tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0)), constant_values=255) for t in tiles]
     tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % 4)
     grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
-    ok, png = cv2.imencode(".png", grid)
+    # JPEG: the tiles are photos, which PNG stores at ten times the size.
+    suffix = Path(args.out).suffix.lower() or ".jpg"
+    ok, data = cv2.imencode(suffix, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if suffix in (".jpg", ".jpeg") else [])
     if not ok:
-        raise SystemExit("render_coco_mini: PNG encoding failed")
+        raise SystemExit(f"render_coco_mini: cannot encode {args.out} ({suffix})")
     with atomic_write(args.out) as tmp:
-        tmp.write_bytes(png.tobytes())
+        tmp.write_bytes(data.tobytes())
     print(f"render_coco_mini: {len(tiles)} tiles from {args.model} -> {args.out}")
 
 
