@@ -21,9 +21,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("npz")
     args = ap.parse_args()
-    d = np.load(args.npz, allow_pickle=False)
-    pred, gt, vis = d["keypoints"], d["gt_keypoints"], d["visible"]
     sk = get_skeleton("lsp14")
+    d = np.load(args.npz, allow_pickle=False)
+    missing = {"keypoints", "gt_keypoints", "visible"} - set(d.files)
+    if missing:
+        raise SystemExit(f"{args.npz}: not stnet eval's predictions_raw.npz (missing {sorted(missing)})")
+    pred, gt, vis = d["keypoints"], d["gt_keypoints"], d["visible"]
+    if gt.shape[1:] != (sk.num_keypoints, 2):
+        raise SystemExit(f"{args.npz}: expected lsp14 keypoints (N, {sk.num_keypoints}, 2), got {gt.shape}")
     rs, lh = sk.index("right_shoulder"), sk.index("left_hip")
     torso = np.linalg.norm(gt[:, rs] - gt[:, lh], axis=-1)
     keep = vis[:, rs] & vis[:, lh] & (torso > 0)
