@@ -281,6 +281,28 @@ def _depthwise_weight_grad(conv: nn.Conv2d, x: torch.Tensor, bf16: bool, channel
     return conv.weight.grad.float().clone()
 
 
+@pytest.mark.parametrize("dilation", [2, 3, 4])
+@pytest.mark.parametrize("hw", [(32, 24), (33, 25), (7, 5)])
+def test_depthwise_space_to_batch_is_the_atrous_conv(dilation, hw):
+    # The bf16 channels_last path runs an atrous depthwise conv on its d x d sub-grids; in fp32 it
+    # must be the same conv, including at sizes that are not multiples of the dilation.
+    from stnet.models.layers import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(6, 6, 3, 1, dilation, dilation=dilation, groups=6, bias=False)
+    x = torch.randn(2, 6, *hw, requires_grad=True)
+    y_ref = nn.functional.conv2d(x, conv.weight, None, 1, dilation, dilation, 6)
+    g = torch.randn_like(y_ref)
+    dx_ref, dw_ref = torch.autograd.grad(y_ref, (x, conv.weight), g)
+    x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = conv._space_to_batch_forward(x_cl, dilation)
+    assert y.shape == y_ref.shape and y.is_contiguous(memory_format=torch.channels_last)
+    dx, dw = torch.autograd.grad(y, (x_cl, conv.weight), g)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dx, dx_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dw, dw_ref, atol=1e-4, rtol=1e-5)
+
+
 def test_bf16_channels_last_depthwise_gradients():
     # oneDNN's bf16 NHWC depthwise backward-weights kernel on AVX512-BF16 CPUs gives weight
     # gradients off by over 100% for this shape (a dilation-2 branch of stnet_1s at 256x192);

@@ -40,22 +40,45 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True, 
 class DepthwiseConv2d(nn.Conv2d):
     """Depthwise 3x3 conv (``groups == channels``), optionally atrous.
 
-    Same parameters and maths as ``nn.Conv2d``. Under CPU bf16 autocast with channels_last tensors,
-    it convolves in NCHW: oneDNN's bf16 depthwise backward-weights kernel on AVX512-BF16 CPUs
-    (torch 2.13, ``jit_bf16:avx512_core_bf16``) returns wrong weight gradients, NaN or a segfault for
-    dilated depthwise convs on maps of about 40x32 and larger (stnet_1s at 256x192), in NHWC only.
-    ``tests/test_models.py::test_bf16_channels_last_depthwise_gradients`` checks the result.
+    Same parameters and maths as ``nn.Conv2d``. oneDNN's bf16 NHWC backward-weights kernel for dilated
+    depthwise convs on AVX512-BF16 CPUs (torch 2.13, ``jit_bf16:avx512_core_bf16``) returns wrong
+    weight gradients, NaN or a segfault on maps of about 40x32 and larger (stnet_1s at 256x192), and
+    is slow everywhere. So under CPU bf16 autocast with channels_last tensors, when the weight
+    gradient is wanted, a "same"-padded stride-1 atrous conv runs as an undilated one on its ``d x d``
+    interleaved sub-grids stacked into the batch (space-to-batch: exact), and any other dilated one
+    in NCHW. Without a weight gradient (inference) oneDNN's own kernel runs: it is right, and fastest.
+    ``tests/test_models.py -k depthwise`` checks the maths, ``benchmarks/bf16_depthwise.py`` the speed.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and x.dim() == 4
                 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
-            # clone, not contiguous(): a (C, 1, 3, 3) weight in channels_last counts as contiguous
+            d = self.dilation[0]
+            if (d == 1 and self.dilation[1] == 1) or not (torch.is_grad_enabled() and self.weight.requires_grad):
+                return super().forward(x)  # only the weight gradient is at fault; the kernel is fastest
+            if (self.dilation[1] == d and self.stride == (1, 1) and self.kernel_size == (3, 3)
+                    and self.padding == (d, d) and self.padding_mode == "zeros"):
+                return self._space_to_batch_forward(x, d)
+            # clone, not contiguous(): a (C, 1, k, k) weight in channels_last counts as contiguous
             # yet still steers the convolution to NHWC
             w = self.weight.clone(memory_format=torch.contiguous_format)
             y = self._conv_forward(x.contiguous(), w, self.bias)
             return y.contiguous(memory_format=torch.channels_last)
         return super().forward(x)
+
+    def _space_to_batch_forward(self, x: torch.Tensor, d: int) -> torch.Tensor:
+        # Output pixel (i, j) reads inputs (i + d*a, j + d*b), a, b in {-1, 0, 1}: all on the sub-grid
+        # (i mod d, j mod d), where they are plain 3x3 neighbours. Zero-padding H and W up to
+        # multiples of d adds only inputs the atrous conv's own padding would read as zeros.
+        n, c, h, w = x.shape
+        hp, wp = -(-h // d) * d, -(-w // d) * d
+        if (hp, wp) != (h, w):
+            x = F.pad(x, (0, wp - w, 0, hp - h))
+        sub = x.reshape(n, c, hp // d, d, wp // d, d).permute(0, 3, 5, 1, 2, 4)
+        sub = sub.reshape(n * d * d, c, hp // d, wp // d).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(sub, self.weight, self.bias, 1, 1, 1, self.groups)
+        y = y.reshape(n, d, d, c, hp // d, wp // d).permute(0, 3, 4, 1, 5, 2).reshape(n, c, hp, wp)
+        return y[:, :, :h, :w].contiguous(memory_format=torch.channels_last)
 
 
 class SqueezeExcite(nn.Module):
