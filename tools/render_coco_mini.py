@@ -21,6 +21,22 @@ from stnet.inference import PoseEstimator
 from stnet.io import atomic_write
 
 
+def write_grid(tiles: list[np.ndarray], across: int, out: str, tool: str) -> None:
+    """Pad the BGR tiles to one size on white, lay them ``across`` per row and write the grid to
+    ``out`` atomically, as JPEG (quality 85) unless the suffix names another format."""
+    h, w = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
+    tiles = [np.pad(t, ((0, h - t.shape[0]), (0, w - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
+    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % across)
+    grid = np.vstack([np.hstack(tiles[i:i + across]) for i in range(0, len(tiles), across)])
+    # JPEG: the tiles are photos, which PNG stores at ten times the size.
+    suffix = Path(out).suffix.lower() or ".jpg"
+    ok, data = cv2.imencode(suffix, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if suffix in (".jpg", ".jpeg") else [])
+    if not ok:
+        raise SystemExit(f"{tool}: cannot encode {out} ({suffix})")
+    with atomic_write(out) as tmp:
+        tmp.write_bytes(data.tobytes())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="stnet_1s.lspet_128x96")
@@ -48,17 +64,7 @@ def main() -> None:
         tiles.append(tile)
         if len(tiles) == args.images:
             break
-    height = max(t.shape[0] for t in tiles)
-    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0)), constant_values=255) for t in tiles]
-    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % 4)
-    grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
-    # JPEG: the tiles are photos, which PNG stores at ten times the size.
-    suffix = Path(args.out).suffix.lower() or ".jpg"
-    ok, data = cv2.imencode(suffix, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if suffix in (".jpg", ".jpeg") else [])
-    if not ok:
-        raise SystemExit(f"render_coco_mini: cannot encode {args.out} ({suffix})")
-    with atomic_write(args.out) as tmp:
-        tmp.write_bytes(data.tobytes())
+    write_grid(tiles, 4, args.out, "render_coco_mini")
     print(f"render_coco_mini: {len(tiles)} tiles from {args.model} -> {args.out}")
 
 

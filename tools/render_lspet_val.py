@@ -13,12 +13,11 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from stnet.data.build import default_data_root
 from stnet.data.lsp import load_lsp_records
 from stnet.inference import PoseEstimator
-from stnet.io import atomic_write
+from render_coco_mini import write_grid  # tools/ is on sys.path when run as a script
 
 TILE_H, ACROSS = 200, 6
 
@@ -43,16 +42,7 @@ def main() -> None:
         overlay = est(image, boxes=[rec.box.tolist()]).plot()
         h, w = overlay.shape[:2]
         tiles.append(cv2.resize(overlay, (round(w * TILE_H / h), TILE_H), interpolation=cv2.INTER_AREA))
-    width = max(t.shape[1] for t in tiles)
-    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
-    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % ACROSS)
-    grid = np.vstack([np.hstack(tiles[i:i + ACROSS]) for i in range(0, len(tiles), ACROSS)])
-    suffix = Path(args.out).suffix.lower() or ".jpg"
-    ok, data = cv2.imencode(suffix, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if suffix in (".jpg", ".jpeg") else [])
-    if not ok:
-        raise SystemExit(f"render_lspet_val: cannot encode {args.out} ({suffix})")
-    with atomic_write(args.out) as tmp:
-        tmp.write_bytes(data.tobytes())
+    write_grid(tiles, ACROSS, args.out, "render_lspet_val")
     print(f"render_lspet_val: {len(records)} persons from {args.model} -> {args.out}")
 
 
