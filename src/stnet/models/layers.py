@@ -46,7 +46,7 @@ class DepthwiseConv2d(nn.Conv2d):
     is slow everywhere. So under CPU bf16 autocast with channels_last tensors, when the weight
     gradient is wanted, a "same"-padded stride-1 atrous conv runs as an undilated one on its ``d x d``
     interleaved sub-grids stacked into the batch (space-to-batch: exact), and any other dilated one
-    in NCHW. Without a weight gradient (inference) oneDNN's own kernel runs: it is right, and fastest.
+    in NCHW. Without a weight gradient (inference) oneDNN's own kernel runs: its forward is right.
     ``tests/test_models.py -k depthwise`` checks the maths, ``benchmarks/bf16_depthwise.py`` the speed.
     """
 
@@ -55,7 +55,7 @@ class DepthwiseConv2d(nn.Conv2d):
                 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
             d = self.dilation[0]
             if (d == 1 and self.dilation[1] == 1) or not (torch.is_grad_enabled() and self.weight.requires_grad):
-                return super().forward(x)  # only the weight gradient is at fault; the kernel is fastest
+                return super().forward(x)  # only the weight gradient is at fault
             if (self.dilation[1] == d and self.stride == (1, 1) and self.kernel_size == (3, 3)
                     and self.padding == (d, d) and self.padding_mode == "zeros"):
                 return self._space_to_batch_forward(x, d)
