@@ -3,9 +3,11 @@ the LSP-Extended training split (synthetic images when ../shared/data is absent)
 
 Settings compared, interleaved round by round in one process so they share the machine's state:
 
-  before      the loop as it was: fp32, NCHW, DataLoader workers re-forked every epoch
+  before      the loop as it was: fp32, NCHW, DataLoader workers re-forked every epoch, torch's
+              per-tensor Adam loop
   after       the defaults now: ``runtime.amp=auto`` (bf16 autocast on CPUs with AVX512-BF16 or
-              AMX, detected at run time), ``runtime.channels_last=true``, persistent workers
+              AMX, detected at run time), ``runtime.channels_last=true``, persistent workers, and
+              the optimiser ``stnet train`` builds (single-kernel Adam where torch has it)
 
 Each setting runs ``--epochs`` short epochs of ``--iters`` steps (so worker start-up is counted the
 way a real run pays it); the first epoch of the first round warms up and is not timed.
@@ -29,14 +31,16 @@ import torch
 
 from stnet.cpuinfo import cpu_info
 from stnet.data.build import build_dataloader, build_dataset, default_data_root, preset_config
+from stnet.engine.config import TrainConfig
+from stnet.engine.schedule import build_optimizer
 from stnet.engine.train import HeatmapLoss, amp_settings, train_one_epoch
 from stnet.models import create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 SETTINGS = {
-    "before": {"amp": "off", "channels_last": False, "persistent": False},
-    "after": {"amp": "auto", "channels_last": True, "persistent": True},
+    "before": {"amp": "off", "channels_last": False, "persistent": False, "fused_adam": False},
+    "after": {"amp": "auto", "channels_last": True, "persistent": True, "fused_adam": True},
 }
 
 
@@ -64,7 +68,8 @@ def measure(size, batch, workers, iters, epochs, rounds, tmp):
         model = create_model("stnet_1s", num_joints=ds.skeleton.num_keypoints, input_size=size)
         if st["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = (build_optimizer(TrainConfig(), model) if st["fused_adam"]
+               else torch.optim.Adam(model.parameters(), lr=1e-3))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0)
         amp = amp_settings(st["amp"], device)
         loader = build_dataloader(ds, batch_size=batch, train=True, num_workers=workers, seed=0,
@@ -109,8 +114,8 @@ def write_results(args: argparse.Namespace, cpu, runs: list[dict]) -> list[str]:
              f"Command: `{result['command']}`", "",
              "Real training step (`train_one_epoch`: data loading, forward, loss, backward, Adam), median "
              f"of {args.rounds} rounds, each {args.epochs} epochs of {args.iters} steps.", "",
-             "| input | data | before: fp32, NCHW, re-forked workers | after: amp auto, channels_last, "
-             "persistent workers | speed-up |", "|---|---|---|---|---|"]
+             "| input | data | before: fp32, NCHW, re-forked workers, Adam loop | after: amp auto, channels_last, "
+             "persistent workers, fused Adam | speed-up |", "|---|---|---|---|---|"]
     for r in runs:
         b, a = r["settings"]["before"], r["settings"]["after"]
         lines.append(f"| {r['input_size'][0]}x{r['input_size'][1]} | {r['data']} | {b['median_img_per_s']:.1f} img/s | "

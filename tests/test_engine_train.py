@@ -2,6 +2,7 @@
 checkpoints (atomic, corrupted, SIGKILL + resume), and DDP with 2 gloo processes under torchrun."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -383,3 +384,61 @@ def test_budget_progress_follows_the_wall_clock():
     assert plan.progress(1, 100) == pytest.approx(300.0 / 540.0, abs=0.01)
     cfg.schedule.time_budget_min = None
     assert EpochPlan(cfg).progress(cfg.schedule.epochs * 50, 100) == pytest.approx(0.5)
+
+
+def _small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Conv2d(4, 2, 1))
+
+
+def test_optimizer_is_fused_on_cpu_and_steps_like_the_loop():
+    """The single-kernel Adam takes the same steps as torch's per-tensor loop, and an optimiser
+    state saved by the loop (checkpoints written before the switch) resumes in it."""
+    from stnet.engine.config import TrainConfig
+    from stnet.engine.schedule import build_optimizer
+
+    cfg = TrainConfig()
+    cfg.optim.lr = 1e-2
+    a, b = _small_model(), _small_model()
+    fused = build_optimizer(cfg, a)
+    assert fused.defaults["fused"] is True
+    loop = torch.optim.Adam(b.parameters(), lr=1e-2)
+    x = torch.randn(2, 3, 8, 8)
+    for opt, m in ((fused, a), (loop, b)):
+        for _ in range(3):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    c = copy.deepcopy(b)
+    resumed, cont = build_optimizer(cfg, b), torch.optim.Adam(c.parameters(), lr=1e-2)
+    # deep copies: load_state_dict may share tensors with the dict it is given, as a checkpoint does not
+    resumed.load_state_dict(copy.deepcopy(loop.state_dict()))
+    cont.load_state_dict(copy.deepcopy(loop.state_dict()))
+    for opt, m in ((resumed, b), (cont, c)):
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        opt.step()
+    for pb, pc in zip(b.parameters(), c.parameters()):
+        torch.testing.assert_close(pb, pc, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_averages_floats_and_copies_integers():
+    from stnet.engine.ema import ModelEMA
+
+    model = _small_model()
+    ema = ModelEMA(model, decay=0.9)
+    old = {k: v.clone() for k, v in ema.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(2, 3, 8, 8))  # moves BatchNorm's running stats and its counter
+    ema.update(model)
+    new = model.state_dict()
+    for k, v in ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, 0.9 * old[k] + 0.1 * new[k])
+        else:
+            assert torch.equal(v, new[k]) and not torch.equal(v, old[k])

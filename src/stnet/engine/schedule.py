@@ -15,7 +15,16 @@ __all__ = ["EpochPlan", "build_optimizer", "build_scheduler"]
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, betas=(o.betas[0], o.betas[1]), eps=o.eps)
+    params = list(model.parameters())
+    return cls(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.betas[0], o.betas[1]), eps=o.eps,
+               fused=fused_supported(params) or None)
+
+
+def fused_supported(params: list[torch.Tensor]) -> bool:
+    """Whether torch's single-kernel Adam can update ``params``. On CPU torch otherwise runs its
+    per-tensor loop (``foreach`` is a CUDA-only default): several elementwise passes over each of
+    STNet's ~480 tensors, each a separate dispatch."""
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
 
 
 class EpochPlan:
