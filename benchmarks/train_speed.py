@@ -13,6 +13,9 @@ Each setting runs ``--epochs`` short epochs of ``--iters`` steps (so worker star
 way a real run pays it); the first epoch of the first round warms up and is not timed.
 
     python benchmarks/train_speed.py [--sizes 128x96 256x192] [--batch 32] [--workers 2]
+                                     [--settings before after]
+
+``--settings after`` times the defaults alone (no speed-up then), e.g. with long epochs.
 
 Writes benchmarks/results/train_speed.json and train_speed.md, labelled with the CPU model.
 """
@@ -59,12 +62,12 @@ def dataset(size: tuple[int, int], tmp: Path):
     return build_dataset(dc, train=True), "synthetic"
 
 
-def measure(size, batch, workers, iters, epochs, rounds, tmp):
+def measure(size, batch, workers, iters, epochs, rounds, tmp, settings=tuple(SETTINGS)):
     ds, data_name = dataset(size, tmp)
     device = torch.device("cpu")
     out = {}
     runners = {}
-    for name, st in SETTINGS.items():
+    for name, st in ((k, SETTINGS[k]) for k in settings):
         model = create_model("stnet_1s", num_joints=ds.skeleton.num_keypoints, input_size=size)
         if st["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
@@ -96,7 +99,8 @@ def measure(size, batch, workers, iters, epochs, rounds, tmp):
     for name in out:
         out[name]["median_img_per_s"] = statistics.median(out[name]["img_per_s"])
     return {"input_size": list(size), "data": data_name, "settings": out,
-            "speedup": out["after"]["median_img_per_s"] / out["before"]["median_img_per_s"]}
+            "speedup": out["after"]["median_img_per_s"] / out["before"]["median_img_per_s"]
+            if {"before", "after"} <= set(out) else None}
 
 
 def write_results(args: argparse.Namespace, cpu, runs: list[dict]) -> list[str]:
@@ -117,7 +121,14 @@ def write_results(args: argparse.Namespace, cpu, runs: list[dict]) -> list[str]:
              "| input | data | before: fp32, NCHW, re-forked workers, Adam loop | after: amp auto, channels_last, "
              "persistent workers, fused Adam | speed-up |", "|---|---|---|---|---|"]
     for r in runs:
-        b, a = r["settings"]["before"], r["settings"]["after"]
+        b, a = r["settings"].get("before"), r["settings"].get("after")
+        if b is None or a is None:  # --settings with one of them: its rounds instead of a speed-up
+            name, one = ("after", a) if a else ("before", b)
+            lines.append(f"| {r['input_size'][0]}x{r['input_size'][1]} | {r['data']} | " + (
+                f"- | {one['median_img_per_s']:.1f} img/s ({one['amp_resolved']}; rounds " if a else
+                f"{one['median_img_per_s']:.1f} img/s (rounds ") + ", ".join(f"{v:.1f}" for v in one["img_per_s"])
+                + (") | - |" if a else ") | - | - |"))
+            continue
         lines.append(f"| {r['input_size'][0]}x{r['input_size'][1]} | {r['data']} | {b['median_img_per_s']:.1f} img/s | "
                      f"{a['median_img_per_s']:.1f} img/s ({a['amp_resolved']}) | {r['speedup']:.2f}x |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -133,6 +144,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="short epochs per setting and round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     ap.add_argument("--out", default=str(RESULTS / "train_speed"))
     args = ap.parse_args()
     if args.threads:
@@ -144,7 +156,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for s in args.sizes:
             h, w = (int(v) for v in s.lower().split("x"))
-            runs.append(measure((h, w), args.batch, args.workers, args.iters, args.epochs, args.rounds, Path(tmp)))
+            runs.append(measure((h, w), args.batch, args.workers, args.iters, args.epochs, args.rounds, Path(tmp),
+                                tuple(args.settings)))
             lines = write_results(args, cpu, runs)  # after every size: a later failure keeps these
     print("\n".join(lines))
 
