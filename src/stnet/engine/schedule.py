@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -20,7 +21,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
                fused=fused_supported(params) or None)
 
 
-def fused_supported(params: list[torch.Tensor]) -> bool:
+def fused_supported(params: Sequence[torch.Tensor]) -> bool:
     """Whether torch's single-kernel Adam can update ``params``. On CPU torch otherwise runs its
     per-tensor loop (``foreach`` is a CUDA-only default): several elementwise passes over each of
     STNet's ~480 tensors, each a separate dispatch."""
