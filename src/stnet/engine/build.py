@@ -53,7 +53,10 @@ def resolve_data_config(cfg: TrainConfig, dc: DataConfig, split: str | None = No
     def res(name: str) -> str | None:
         return resolve_data_path(cfg, getattr(dc, name), f"{split}.{name}")
 
-    return dataclasses.replace(dc, ann_file=res("ann_file") or "", image_dir=res("image_dir") or "",
+    # A crop cache holds its pixels: the image folder a recipe still names (the GPU hosts that get
+    # only the .npz lack it) is neither needed nor checked.
+    image_dir = "" if dc.kind == "cache" else res("image_dir") or ""
+    return dataclasses.replace(dc, ann_file=res("ann_file") or "", image_dir=image_dir,
                                det_file=res("det_file"), skeleton_meta=res("skeleton_meta"))
 
 

@@ -161,11 +161,12 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
                  f"spans {run.plan.epochs} epoch(s) until the first epoch is timed")
 
     val_s = 0.0  # last validation + save time, reserved at the end of a budgeted run
+    last: dict[str, Any] | None = None  # the previous epoch's record
     for epoch in range(run.start_epoch, cfg.schedule.epochs):
         if epoch >= run.plan.epochs:
             break
-        val_s, stop = _epoch(cfg, info, run, epoch, train_loader, val_loader, iters_per_epoch, logger, val_s)
-        if stop:
+        val_s, last = _epoch(cfg, info, run, epoch, train_loader, val_loader, iters_per_epoch, logger, val_s, last)
+        if last is None or last.get("stop"):
             break
     logger.close()
     return _summary(cfg, info, run)
@@ -209,9 +210,11 @@ def _build_loaders(cfg: TrainConfig, info: DistInfo) -> tuple[DataLoader, DataLo
 
 
 def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_loader: DataLoader,
-           val_loader: DataLoader, iters_per_epoch: int, logger: RunLogger, val_s: float) -> tuple[float, bool]:
+           val_loader: DataLoader, iters_per_epoch: int, logger: RunLogger, val_s: float,
+           previous: dict[str, Any] | None) -> tuple[float, dict[str, Any] | None]:
     """Train, re-plan, validate when due, save and log one epoch; returns the (updated) time the
-    last validation + save took and whether the run stops here."""
+    last validation + save took and the epoch's record (``"stop": True`` in it when the run stops
+    here), or None when the budget ran out before the epoch's first step (nothing logged)."""
     rt, plan = cfg.runtime, run.plan
     _set_epoch(train_loader, epoch, rt.seed)
     t0 = time.perf_counter()
@@ -222,6 +225,9 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_lo
                             intermediate_supervision=cfg.loss.intermediate_supervision,
                             max_iters=rt.max_iters_per_epoch, show=info.is_main, log_interval=rt.log_interval,
                             channels_last=rt.channels_last, deadline=plan.deadline(reserve))
+    if stats["iters"] == 0:
+        _stop_between_epochs(cfg, info, run, epoch, val_loader, logger, previous)
+        return val_s, None
     run.iteration += int(stats["iters"])
     train_s = time.perf_counter() - t0
     if info.distributed:  # BN running stats are per rank; evaluate and save rank 0's everywhere
@@ -259,8 +265,33 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_lo
         val_s = time.perf_counter() - t1
     if cut_short and plan.budget_s is not None:
         info.say(f"time budget reached after {plan.elapsed_s / 60:.1f} min: stopped in epoch {epoch + 1}")
-        return val_s, True
-    return val_s, False
+        return val_s, {**record, "stop": True}
+    return val_s, record
+
+
+def _stop_between_epochs(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, val_loader: DataLoader,
+                         logger: RunLogger, previous: dict[str, Any] | None) -> None:
+    """The time budget ran out before epoch ``epoch + 1``'s first step (the re-plan had counted on
+    time that the last validation took): the run ends with epoch ``epoch`` and no empty row is
+    logged. That epoch is validated now if it was not, so the final weights always have a metric."""
+    plan = run.plan
+    plan.epochs = epoch
+    info.say(f"time budget reached after {plan.elapsed_s / 60:.1f} min: the run ends with epoch {epoch}")
+    if previous is None:  # nothing trained in this session (a resume with its budget spent)
+        return
+    is_best = False
+    if "metric" not in previous:
+        t1 = time.perf_counter()
+        if info.is_main:
+            save_run_state(cfg, run, epoch, False, pending=previous)
+        is_best = _validate(cfg, info, run, val_loader, previous)
+        previous["val_time_s"] = time.perf_counter() - t1
+        if info.is_main:
+            logger.log_epoch(previous)  # the same epoch again, now with its metric (the last row wins)
+    if info.is_main:  # last.pt records the final plan (planned_epochs == epoch)
+        save_run_state(cfg, run, epoch, is_best)
+    if info.distributed:
+        dist.barrier()
 
 
 def _validate(cfg: TrainConfig, info: DistInfo, run: RunState, val_loader: DataLoader, record: dict[str, Any]) -> bool:
