@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
+
+from stnet.io import refuse_overwrite
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -59,6 +62,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from stnet.detectors import build_detector, load_boxes_file
 
     classify_input(args.input)  # fail early on a missing input, before loading the model
+    json_out = args.json_out or str(Path(args.output_dir) / "predictions.json")
+    refuse_overwrite({"--json-out": json_out}, {"--ann": args.ann, "--boxes": args.boxes, "--model": args.model,
+                                                 "--weights": args.weights, "--detector": args.detector})
+    if not math.isfinite(args.det_score) or not math.isfinite(args.det_nms):
+        raise ValueError(f"--det-score {args.det_score} / --det-nms {args.det_nms}: expected finite numbers")
+    for opt, low in (("smooth_min_cutoff", "> 0"), ("smooth_beta", ">= 0"), ("smooth_d_cutoff", "> 0")):
+        v = getattr(args, opt)  # checked before the model loads, not after the first frame
+        if not math.isfinite(v) or v < 0 or (v == 0 and low == "> 0"):
+            raise ValueError(f"--{opt.replace('_', '-')} {v}: expected a finite number {low}")
     _check_device(args.device)
     if args.ann and not args.boxes and args.format != "coco":
         raise ValueError("--ann is only used with --boxes (a COCO detection-results json) or --format coco")
