@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stnet.io import atomic_write
+
 from .logger import read_metrics
 
 __all__ = ["plot_run"]
@@ -38,7 +40,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     a2.grid(alpha=0.3)
     fig.suptitle(run_dir.name)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(out, suffix=".png") as tmp:  # a full disk leaves the old PNG, not a cut one
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return out

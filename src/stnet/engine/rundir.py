@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from typing import Any, Mapping
 import yaml
 
 from stnet.hub import load_state
-from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_text
+from stnet.io import TMP_PREFIX, TMP_SUFFIX, DiskFullError, write_text
 
 from .config import _flatten
 
@@ -111,8 +112,14 @@ class RunLock:
                 except FileNotFoundError:
                     pass
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(me))
+            except BaseException as e:  # a full disk: no empty .lock left behind
+                self.path.unlink(missing_ok=True)
+                if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(self.path) from e
+                raise
             self.held = True
             return
         raise RunLockedError(f"could not lock {self.path}: another training keeps taking it")

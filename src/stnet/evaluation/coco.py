@@ -503,7 +503,8 @@ class CocoEvaluator(Evaluator):
         self._save_raw(data)
         if self.output_dir is not None:
             # dumps + one write: json.dump streams through the pure-Python encoder (~4x slower).
-            (self.output_dir / self.results_name).write_text(json.dumps(results), encoding="utf-8")
+            text = json.dumps(results)
+            self._stage(self.results_name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
             report["results_file"] = str(self.output_dir / self.results_name)
 
         if self.format_only:
