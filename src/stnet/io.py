@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Union
 
 __all__ = ["atomic_write", "write_bytes", "write_text", "DiskFullError", "TMP_PREFIX", "TMP_SUFFIX",
            "OverwriteError", "refuse_overwrite", "same_file", "os_error_line"]
@@ -142,20 +142,30 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
-def refuse_overwrite(outputs: Mapping[str, str | os.PathLike | None],
-                     inputs: Mapping[str, str | os.PathLike | None]) -> None:
+PathLike = Union[str, os.PathLike]
+
+
+def refuse_overwrite(outputs: Mapping[str, PathLike | None],
+                     inputs: Mapping[str, PathLike | Iterable[PathLike] | None]) -> None:
     """The one rule of every command that writes: no output may be a file the command reads.
     ``outputs`` and ``inputs`` map what the user calls each path (``"--json-out"``, ``"--ann"``)
-    to the path (None and ``-`` for stdin / stdout are skipped). Raises :class:`OverwriteError`
-    naming both, before anything is written."""
+    to the path (None, ``""`` and ``-`` for stdin / stdout are skipped); an input may also be a
+    collection of paths (the images a dataset reads). Raises :class:`OverwriteError` naming both,
+    before anything is written."""
     for out_name, out in outputs.items():
         if out is None or str(out) in ("", "-"):
             continue
         for in_name, inp in inputs.items():
             if inp is None or str(inp) in ("", "-"):
                 continue
-            if same_file(out, inp):
-                raise OverwriteError(f"{out_name} {out} is the {in_name} this command reads and would be "
+            if isinstance(inp, (str, os.PathLike)):
+                hit: PathLike | None = inp if same_file(out, inp) else None
+            else:  # many paths: compare spellings (no system call per path), then the one match
+                want = {os.path.abspath(out), str(Path(out).resolve())}
+                hit = next((p for p in inp if os.path.abspath(p) in want), None)
+            if hit is not None:
+                what = in_name if hit == inp else f"{in_name} {hit}"
+                raise OverwriteError(f"{out_name} {out} is the {what} this command reads and would be "
                                      f"overwritten; choose another {out_name}")
 
 

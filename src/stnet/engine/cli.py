@@ -70,14 +70,17 @@ def _pack(args: argparse.Namespace) -> int:
 
 def _cache(args: argparse.Namespace) -> int:
     from stnet.data.build import build_skeleton, load_records
-    from stnet.data.crop_cache import build_crop_cache
+    from stnet.data.crop_cache import build_crop_cache, check_cache_resolution
+    from stnet.io import refuse_overwrite
 
     from .build import resolve_data_config
 
     cfg = _cfg(args)
+    check_cache_resolution(args.resolution)
     splits: dict[str, Any] = {}
     for name in args.splits:
         dc = resolve_data_config(cfg, getattr(cfg, name), name)
+        refuse_overwrite({"-o": args.output}, {"recipe": args.config, f"{name} ann_file": dc.ann_file or None})
         if dc.kind == "cache":
             raise ValueError(f"{name}: the recipe already reads a crop cache ({dc.ann_file})")
         splits[name] = load_records(dc, build_skeleton(dc))
@@ -85,6 +88,7 @@ def _cache(args: argparse.Namespace) -> int:
             splits[name] = splits[name][: cfg.runtime.limit_train]
         if name == "val" and cfg.runtime.limit_val:
             splits[name] = splits[name][: cfg.runtime.limit_val]
+    refuse_overwrite({"-o": args.output}, {f"{n} image": [r.image_path for r in recs] for n, recs in splits.items()})
     dc = resolve_data_config(cfg, cfg.train, "train")
     summary = build_crop_cache(splits, build_skeleton(dc), args.output, input_size=cfg.input_size,
                                resolution=args.resolution, margin=args.margin, quality=args.quality,
