@@ -138,10 +138,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not openvino_available():
             raise ImportError("stnet export --format openvino needs the openvino package: "
                               "pip install 'stnet[openvino]'")
+    outs = {"--output": args.output, "--output (.bin)": Path(args.output).with_suffix(".bin")
+            if args.output and args.format == "openvino" else None}
+    refuse_overwrite(outs, {"model": args.model, "--weights": args.weights})
     est = _estimator(args.model, args)
     stem = args.model if est.model_name == args.model else Path(str(args.model).rstrip("/")).stem
     decode = args.decode or args.with_affine
     out = Path(args.output or f"{stem}{'_decode' if decode else ''}{EXPORT_FORMATS[args.format]}")
+    outs = {"--output": out, "--output (.bin)": out.with_suffix(".bin") if args.format == "openvino" else None}
+    refuse_overwrite(outs, {"model": args.model, "model file": str(est.source), "--weights": args.weights})
     path = export_estimator(est, out, format=args.format, opset=args.opset, decode=args.decode,
                             with_affine=args.with_affine)
     assert est.network is not None  # export_estimator refuses an exported file

@@ -58,12 +58,26 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_metrics_json(path: str) -> dict[str, Any]:
+    """``pack --metrics``: a json object of finite numbers (or nested objects / strings)."""
+    def refuse(const: str) -> Any:
+        raise ValueError(f"--metrics {path}: {const} is not a metric value (expected finite numbers)")
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--metrics {path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--metrics {path}: expected a json object of metrics, got {type(data).__name__}")
+    return data
+
+
 def _pack(args: argparse.Namespace) -> int:
     from .ship import pack_weights
 
-    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    metrics = _read_metrics_json(args.metrics) if args.metrics else None
     pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.recipe_command,
-                          metrics=metrics, use_ema=not args.no_ema, notes=args.notes)
+                          metrics=metrics, use_ema=not args.no_ema, notes=args.notes, overwrite=args.overwrite)
     print(f"wrote {pt} ({pt.stat().st_size / 1e6:.1f} MB) and {js}")
     return 0
 
@@ -161,5 +175,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the command that trained it (stored in the metadata)")
     k.add_argument("--metrics", default=None, help="json file of metrics to store (default: best metric)")
     k.add_argument("--notes", default="")
+    k.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
     k.add_argument("--no-ema", action="store_true", help="pack the raw weights even if EMA weights exist")
     k.set_defaults(func=_pack)
