@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("STNET_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        if isinstance(e, KeyError) and not str(msg).count(" "):
+            # A bare key from deep inside a reader: say what it is, not just its name.
+            msg = f"a file this command read lacks the field {str(msg)!r} (STNET_DEBUG=1 shows where)"
         if isinstance(e, OSError):
             msg = os_error_line(e)
         print(f"{prefix} error: {_one_line(msg)}", file=sys.stderr)

@@ -57,6 +57,28 @@ def _check_device(device: str) -> None:
                              + (f" (cuda:0 .. cuda:{n - 1})" if n else "; use --device cpu"))
 
 
+def _check_ann(path: str) -> None:
+    """``--ann``: a COCO annotation json whose ``images`` are objects with ``id`` and ``file_name``
+    (one line naming the entry, before any image is read)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--ann {p}: annotation file not found")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"--ann {p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"--ann {p}: expected a COCO annotation json (an object with an 'images' list), "
+                         f"got {type(data).__name__ if not isinstance(data, dict) else 'no images list'}")
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise ValueError(f"--ann {p}: images[{i}] needs 'id' and 'file_name'")
+        try:
+            int(im["id"])
+        except (TypeError, ValueError):
+            raise ValueError(f"--ann {p}: images[{i}] 'id' {str(im['id'])[:40]!r} is not an integer") from None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from stnet.apps.predict import classify_input, run_predict
     from stnet.detectors import build_detector, load_boxes_file
@@ -74,6 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_device(args.device)
     if args.ann and not args.boxes and args.format != "coco":
         raise ValueError("--ann is only used with --boxes (a COCO detection-results json) or --format coco")
+    if args.ann:
+        _check_ann(args.ann)
     boxes = load_boxes_file(args.boxes, args.ann, min_score=args.det_score, nms_iou=args.det_nms) \
         if args.boxes else None
     with warnings.catch_warnings(record=True) as caught:

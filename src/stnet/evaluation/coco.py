@@ -84,6 +84,7 @@ def load_coco_gt(gt: GTSource) -> Any:
             data = dict(gt)
         if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
             raise ValueError(f"{where}: not a COCO annotation file (needs 'images', 'annotations', 'categories')")
+        _check_gt_lists(data, where)  # pycocotools' index would fail with a bare KeyError('id')
         coco = COCO()
         coco.dataset = data
         with _quiet():
@@ -117,6 +118,21 @@ def load_coco_gt(gt: GTSource) -> Any:
         if "num_keypoints" not in anns[i]:
             anns[i]["num_keypoints"] = int(np.count_nonzero(values[j, 2::3] > 0))
     return coco
+
+
+def _check_gt_lists(data: Mapping[str, Any], where: str) -> None:
+    """``images``, ``annotations``, ``categories``: lists of objects with an ``id`` (annotations also
+    ``image_id``), as pycocotools' index needs them."""
+    for key, need in (("images", ("id",)), ("annotations", ("id", "image_id")), ("categories", ("id",))):
+        items = data[key]
+        if not isinstance(items, list):
+            raise ValueError(f"{where}: '{key}' is {type(items).__name__}, expected a list of objects")
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"{where}: {key}[{i}] is {type(item).__name__}, expected an object")
+            missing = [k for k in need if k not in item]
+            if missing:
+                raise ValueError(f"{where}: {key}[{i}] has no {missing[0]!r}")
 
 
 def _check_gt_annotations(anns: Sequence[Mapping[str, Any]], rows: Sequence[int], where: str) -> None:
@@ -237,6 +253,12 @@ def validate_results(results: Sequence[Mapping[str, Any]], coco_gt: Any | None, 
             n = len(kps) if isinstance(kps, (list, tuple)) else type(kps).__name__
             raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'keypoints' has {n} "
                              f"values, expected 3 x {num_keypoints} = {want} (x, y, score per keypoint)")
+        box = r.get("bbox")
+        if box is not None and box != [] and (not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in box)):
+            # pycocotools reads an entry with a bbox as a box result (area from it)
+            raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'bbox' is {str(box)[:60]}; "
+                             "expected 4 finite numbers [x, y, w, h] (or no 'bbox')")
         if r["category_id"] != category_id:
             raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'category_id' "
                              f"{r['category_id']!r} is not the keypoint category {category_id}")
