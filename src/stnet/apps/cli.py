@@ -193,9 +193,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ bench
+#: Row names ``stnet bench --backends`` can time (bench.py's make_runners).
+BENCH_BACKENDS = ("eager", "eager_folded", "eager_optimized", "onnxruntime", "onnxruntime_cuda", "cuda_eager",
+                  "cuda_folded", "openvino_f32", "openvino_bf16", "estimator_torch", "estimator_openvino_f32",
+                  "estimator_openvino_bf16")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from stnet.bench import format_table, run_benchmark, write_results
 
+    unknown = [b for b in args.backends or () if b not in BENCH_BACKENDS]
+    if unknown:  # an unknown name would time nothing and still exit 0
+        raise ValueError(f"--backends {' '.join(unknown)}: unknown; one or more of {', '.join(BENCH_BACKENDS)}")
     result = run_benchmark(args.models, args.batches, args.size, rounds=args.rounds, warmup=args.warmup,
                            threads=args.threads, cuda=False if args.no_cuda else None,
                            print_fn=lambda m: print(m, file=sys.stderr), sizes=args.sizes,
