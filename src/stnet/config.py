@@ -133,7 +133,7 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 _SHOW = reprlib.Repr()
-_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 3, 6, 6, 80, 80
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 2, 6, 6, 80, 80
 
 
 def _show(value: Any) -> str:

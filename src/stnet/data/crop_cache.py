@@ -204,7 +204,8 @@ def check_cache_members(path: str | os.PathLike, max_bytes: int = MAX_MEMBER_BYT
                     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                     shape, _, dtype = read(f)
                 if dtype.hasobject:
-                    raise ValueError(f"{path}: not a readable stnet crop cache (member {info.filename} holds Python objects; refused)")
+                    raise ValueError(f"{path}: not a readable stnet crop cache (member {info.filename} holds "
+                                     "Python objects; refused)")
                 need = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if need > info.file_size:
                     raise ValueError(f"{where} declares shape {shape} ({need} bytes) but holds "

@@ -147,7 +147,7 @@ class Evaluator:
         if self.print_fn is not None:
             self.print_fn(text)
 
-    def _stage(self, name: str, write: Callable[[Path], None]) -> None:
+    def _stage(self, name: str, write: Callable[[Path], Any]) -> None:
         """Queue a file of ``output_dir``; :meth:`_save_metrics` writes the queue and metrics.json
         together (each to a temporary file first, then all renamed), so a failure (a full disk)
         leaves the previous set whole: never a cut file, never metrics.json out of step."""
