@@ -109,7 +109,7 @@ def _gt_and_results(tmp_path: Path, **change) -> tuple[Path, Path]:
     gt = synthetic_coco_gt(3, 4, seed=2)
     p = gt_as_predictions(gt)
     res = make_results(p["image_ids"], p["keypoints"], p["keypoint_scores"], np.ones(len(p["image_ids"])))
-    for key, fn in change.items():
+    for fn in change.values():
         for ann in gt["annotations"]:
             fn(ann)
     g, r = tmp_path / "gt.json", tmp_path / "res.json"
