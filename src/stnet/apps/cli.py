@@ -112,6 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
                      det_nms=args.det_nms, max_batch=args.batch)
+    refuse_overwrite({"--json-out": json_out}, {"model file": str(est.source)})  # e.g. --model RUN_DIR
     prec = getattr(est.backend, "precision", None)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
           f"{est.backend_name}{' ' + prec if prec else ''}), boxes: "
