@@ -182,6 +182,21 @@ def test_4_browse_never_writes_over_its_inputs(syn: Path, capsys):
     assert _digest(ann, img) == before
 
 
+def test_4_plot_and_eval_never_write_over_their_inputs(tmp_path: Path, checkpoint: Path, capsys):
+    run = tmp_path / "plotrun"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 1.0}\n')
+    before = _digest(run / "metrics.jsonl")
+    assert stnet_main(["plot", str(run), "--out", str(run / "metrics.jsonl")]) == 2
+    assert "is the metrics file this command reads" in _one_error_line(capsys.readouterr().err, "plot")
+    assert _digest(run / "metrics.jsonl") == before
+    recipe = tmp_path / "metrics.json"  # a recipe that happens to be named like an eval output
+    recipe.write_text("{}")
+    assert stnet_main(["eval", str(recipe), "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path)]) == 2
+    assert "is the recipe this command reads" in _one_error_line(capsys.readouterr().err, "eval")
+    assert recipe.read_text() == "{}"
+
+
 # ------------------------------------------------------------------------------ case 5: YAML
 def _bomb(levels: int) -> str:
     """A recipe whose optim.lr holds a ``levels``-level alias bomb (9 ** levels values)."""

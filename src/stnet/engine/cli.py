@@ -37,6 +37,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Files ``stnet eval`` writes into its output folder.
+EVAL_FILES = ("metrics.json", "predictions_raw.npz", "keypoints_results.json")
+
+
+def _refuse_eval_overwrite(cfg: Any, args: argparse.Namespace, out: Path) -> None:
+    """The eval outputs are never the checkpoint, the recipe or the validation files it reads."""
+    from stnet.io import refuse_overwrite
+
+    from .config import resolve_data_path
+
+    inputs: dict[str, Any] = {"--checkpoint": args.checkpoint, "recipe": args.config}
+    for field in ("ann_file", "det_file"):
+        try:
+            inputs[f"val.{field}"] = resolve_data_path(cfg, getattr(cfg.val, field, None), f"val.{field}")
+        except FileNotFoundError:
+            pass  # the evaluation reports it where it reads the file
+    refuse_overwrite({f"--output-dir ({n})": out / n for n in EVAL_FILES}, inputs)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .train import evaluate_checkpoint
 
@@ -44,6 +63,7 @@ def _eval(args: argparse.Namespace) -> int:
     ck = Path(args.checkpoint)
     # default: next to the checkpoint (inside a run directory); a shipped name: ./eval
     out = Path(args.output_dir) if args.output_dir else (ck if ck.is_dir() else ck.resolve().parent) / "eval"
+    _refuse_eval_overwrite(cfg, args, out)
     metrics = evaluate_checkpoint(cfg, args.checkpoint, output_dir=out, use_ema=not args.no_ema)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stnet.io import atomic_write
+from stnet.io import atomic_write, refuse_overwrite
 
 from .logger import read_metrics
 
@@ -21,6 +21,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not recs:
         raise ValueError(f"{run_dir}/metrics.jsonl has no epoch records yet")
     out = Path(out) if out is not None else run_dir / "curves.png"
+    refuse_overwrite({"--out": out}, {"metrics file": run_dir / "metrics.jsonl"})
     epochs = [r["epoch"] for r in recs]
     loss = [r.get("train_loss") for r in recs]
     val = [(r["epoch"], r["metric"]) for r in recs if r.get("metric") is not None]
