@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from stnet.io import DiskFullError
+from stnet.io import DiskFullError, os_error_line
 
 # Modules providing `register(subparsers)`; each subcommand sets `func(args) -> int`.
 COMMAND_MODULES = (
@@ -59,8 +59,27 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("STNET_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"{prefix} error: {msg}", file=sys.stderr)
+        if isinstance(e, KeyError) and not str(msg).count(" "):
+            # A bare key from deep inside a reader: say what it is, not just its name.
+            msg = f"a file this command read lacks the field {str(msg)!r} (STNET_DEBUG=1 shows where)"
+        if isinstance(e, OSError):
+            msg = os_error_line(e)
+        print(f"{prefix} error: {_one_line(msg)}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # Read-only folder, a file where a folder is expected, full disk, ...: the path and the cause.
+        import os
+
+        if os.environ.get("STNET_DEBUG"):
+            raise
+        print(f"{prefix} error: {_one_line(os_error_line(e))}", file=sys.stderr)
+        return 1
+
+
+def _one_line(msg: object, limit: int = 2000) -> str:
+    """A message on one line, cut to ``limit`` characters (a value echoed back must not flood)."""
+    text = " ".join(str(msg).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 if __name__ == "__main__":

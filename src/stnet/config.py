@@ -15,14 +15,70 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 import types
 import typing
 from typing import Any, Iterable, Literal, Mapping, Union
 
 import yaml
 
-__all__ = ["parse_overrides", "check_fields", "coerce", "field_types", "coerce_fields",
+__all__ = ["load_yaml", "YAML_MAX_NODES", "parse_overrides", "check_fields", "coerce", "field_types", "coerce_fields",
            "build_dataclass", "replace_typed"]
+
+#: The most values (scalars, lists, mappings) a YAML document may expand to once aliases are
+#: followed: recipes and skeleton files hold hundreds; an "alias bomb" of a few hundred bytes holds
+#: billions, which would take minutes and gigabytes to build, print or walk.
+YAML_MAX_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], limit: int) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (shared nodes counted once per
+    use, computed once each); stops counting past ``limit``."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] < 0:
+            raise ValueError("a recursive alias (an anchor used inside itself)")
+        return sizes[key]
+    sizes[key] = -1
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _expanded_size(child, sizes, limit)
+            if total > limit:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_size(k, sizes, limit) + _expanded_size(v, sizes, limit)
+            if total > limit:
+                break
+    sizes[key] = min(total, limit + 1)
+    return sizes[key]
+
+
+def load_yaml(text: str, where: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
+    """``yaml.safe_load(text)`` with a bound on what aliases expand to (:data:`YAML_MAX_NODES`):
+    an alias bomb fails at once with a short ValueError naming ``where``, and no error message
+    ever holds an expanded value. Syntax errors raise ValueError ``"WHERE: invalid YAML: ..."``."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, max_nodes) > max_nodes:
+            raise ValueError(f"{where}: YAML expands to more than {max_nodes} values once its aliases (*name) "
+                             "are followed; refused (an alias bomb?)")
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: invalid YAML: {' '.join(str(e).split())[:300]}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: YAML nested too deeply") from None
+    except ValueError as e:
+        if str(e).startswith(where):
+            raise
+        raise ValueError(f"{where}: {e}") from None
+    finally:
+        loader.dispose()
+
 
 _TRUE = frozenset({"true", "yes", "on", "1", "y"})
 _FALSE = frozenset({"false", "no", "off", "0", "n"})
@@ -41,10 +97,7 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise ValueError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else ""
         out[key] = value
     return out
 
@@ -79,8 +132,15 @@ def field_types(cls: type) -> dict[str, Any]:
     return _FIELD_TYPES[cls]
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 2, 6, 6, 80, 80
+
+
 def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    # Bounded: a value echoed in an error must never be the size of what an alias expands to.
+    if isinstance(value, (list, tuple, dict, set)):
+        return _SHOW.repr(value)
+    return _SHOW.repr(value) if isinstance(value, str) else reprlib.Repr.repr(_SHOW, str(value)).strip("'")
 
 
 def _fail(where: str, expected: str, value: Any) -> ValueError:

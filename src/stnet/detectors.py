@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 __all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "ONNXDetector", "StaticBoxes",
-           "as_boxes", "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes",
+           "as_boxes", "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes", "MAX_NMS_BOXES",
            "filter_detections", "letterbox", "DEFAULT_DETECTOR", "DEFAULT_DET_SCORE", "DEFAULT_DET_NMS"]
 
 DETECTORS = ("auto", "hog", "whole")
@@ -118,16 +118,35 @@ def sanitize_boxes(boxes: np.ndarray, image_shape: Sequence[int], *, where: str 
     return out, np.flatnonzero(ok)
 
 
-def nms_boxes(boxes: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
-    """Greedy non-maximum suppression of ``(N, 5)`` xywh+score boxes; returns kept rows."""
-    if len(boxes) == 0:
-        return boxes
-    order = np.argsort(-boxes[:, 4])
+#: Candidate boxes one image may bring to NMS (the highest-scoring ones; detectors keep a few
+#: hundred after NMS): a detector output with 100k candidates must cost milliseconds, not minutes.
+MAX_NMS_BOXES = 5000
+
+
+def nms_boxes(boxes: np.ndarray, iou_threshold: float = 0.5, max_boxes: int = MAX_NMS_BOXES) -> np.ndarray:
+    """Greedy non-maximum suppression of ``(N, 5)`` xywh+score boxes; returns kept rows (highest
+    score first, input order on ties). Only the ``max_boxes`` highest-scoring boxes take part.
+    Each step compares the best remaining box with all others at once (numpy), so the cost is
+    O(N x kept), not Python's O(N^2)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    if len(b) == 0:
+        return b
+    order = np.argsort(-b[:, 4], kind="stable")[:max(1, int(max_boxes))]
+    x0, y0 = b[:, 0], b[:, 1]
+    x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
+    area = b[:, 2] * b[:, 3]
     keep: list[int] = []
-    for i in order:
-        if all(box_iou(boxes[i], boxes[j]) <= iou_threshold for j in keep):
-            keep.append(int(i))
-    return boxes[keep]
+    while order.size:
+        i, rest = int(order[0]), order[1:]
+        keep.append(i)
+        iw = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0.0, None)
+        ih = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0.0, None)
+        inter = iw * ih
+        union = area[i] + area[rest] - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        order = rest[~(iou > iou_threshold)]
+    return b[keep]
 
 
 def filter_detections(boxes: np.ndarray, min_score: float = DEFAULT_DET_SCORE,

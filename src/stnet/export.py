@@ -31,8 +31,10 @@ Both formats carry the same metadata json (:func:`deployment_metadata`): the ONN
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -43,7 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .hub import GRAPH_METADATA_KEY
-from .io import atomic_write
+from .io import DiskFullError, atomic_write
 from .models.fuse import fold_batchnorm
 from .models.outputs import last_stage
 
@@ -127,7 +129,13 @@ def _save_ir(ov_model: Any, path: Path, compress_to_fp16: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".stnet_ir_", dir=path.parent) as tmp:
         tmp_xml = Path(tmp) / "model.xml"
-        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        try:
+            ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        except RuntimeError as e:  # OpenVINO reports a full disk / unwritable folder as a RuntimeError
+            if shutil.disk_usage(path.parent).free < (1 << 20):
+                raise DiskFullError(path) from None
+            raise OSError(errno.EIO, f"OpenVINO could not write the IR ({str(e).strip().splitlines()[-1][:200]})",
+                          str(path)) from None
         os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(tmp_xml, path)
     return path

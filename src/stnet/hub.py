@@ -215,14 +215,30 @@ def load_model_ref(ref: str | os.PathLike, *, weights_dir: str | os.PathLike | N
                    f"(shipped: {', '.join(list_pretrained(weights_dir)) or 'none yet'})")
 
 
-def _size(v: Any) -> tuple[int, int] | None:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) and len(v) == 2 else None
+#: Crop sides a model file may declare: a forged ``input_size`` of 100000 would allocate gigabytes.
+MIN_SIDE, MAX_SIDE = 8, 4096
+
+
+def _size(v: Any, where: str = "model file") -> tuple[int, int] | None:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
+               and MIN_SIDE <= x <= MAX_SIDE for x in v):
+        raise ValueError(f"{where}: input_size {str(list(v))[:60]}: expected [H, W], integers from {MIN_SIDE} "
+                         f"to {MAX_SIDE}")
+    return int(v[0]), int(v[1])
 
 
 def _pack_file(kind: ModelKind, path: Path, info: dict[str, Any], source: str) -> ModelFile:
     skel = info.get("skeleton_def") if isinstance(info.get("skeleton_def"), dict) else None
+    if kind == "pack" and isinstance(info.get("sha256"), str):  # shipped ones: checked by shipped_weights
+        digest = sha256_file(path)
+        if digest != info["sha256"]:
+            raise ValueError(f"weights pack {path} does not match its json: sha256 {digest}, the json records "
+                             f"{info['sha256']} (damaged or replaced; pack it again with stnet pack)")
     return ModelFile(kind, path, source, state=load_state(path), model=info["model"],
-                     overrides=dict(info.get("overrides") or {}), input_size=_size(info.get("input_size")),
+                     overrides=dict(info.get("overrides") or {}),
+                     input_size=_size(info.get("input_size"), f"{source} (json)"),
                      skeleton=skel, skeleton_name=None if skel else info.get("skeleton") or None,
                      codec=info.get("codec") if isinstance(info.get("codec"), dict) and info["codec"] else None,
                      normalization=info.get("normalization") if isinstance(info.get("normalization"), dict) else None,
@@ -240,7 +256,7 @@ def _checkpoint_file(path: Path, source: str) -> ModelFile:
     # older checkpoints: a built-in layout's name (a custom one, from skeleton_meta, is not known)
     name = data.get("skeleton") if skel is None and not data.get("skeleton_meta") else None
     return ModelFile("checkpoint", path, str(path), state=state, model=model.get("name") or None,
-                     overrides=overrides, input_size=_size(cfg.get("input_size")), skeleton=skel,
+                     overrides=overrides, input_size=_size(cfg.get("input_size"), str(path)), skeleton=skel,
                      skeleton_name=name or None, codec=cfg.get("codec") if isinstance(cfg.get("codec"), dict) else None,
                      info=cfg)
 
@@ -254,7 +270,7 @@ def _graph_file(path: Path, source: str) -> ModelFile:
                                    ("heatmap_stride", meta.get("heatmap_stride")),
                                    ("blur_kernel_size", meta.get("blur_kernel_size"))) if v is not None}
     return ModelFile("onnx" if path.suffix == ".onnx" else "openvino", path, source, model=meta.get("model"),
-                     input_size=_size(meta.get("input_size")), skeleton=skel,
+                     input_size=_size(meta.get("input_size"), str(path)), skeleton=skel,
                      skeleton_name=None if skel else meta.get("skeleton") or None, codec=codec,
                      normalization=meta.get("normalization") if isinstance(meta.get("normalization"), dict) else None,
                      decode=bool(meta.get("decode")), with_affine=bool(meta.get("with_affine")), info=meta)

@@ -58,6 +58,7 @@ from .backends import Backend, build_backend
 from .codecs import CodecConfig, build_codec
 from .codecs.flip_test import flip_heatmaps_back
 from .data.dataset import normalize_image
+from .data.records import check_image_pixels
 from .data.skeletons import Skeleton, get_skeleton, load_skeleton, skeleton_from_dict
 from .data.transforms import box_to_center_scale, get_warp_matrix
 from .detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, sanitize_boxes
@@ -97,6 +98,7 @@ def load_image(image: Any, color: str | None = None) -> np.ndarray:
         if not p.is_file():
             raise FileNotFoundError(f"image {p} not found")
         data = np.fromfile(str(p), dtype=np.uint8)
+        check_image_pixels(data, p)
         img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if img is None:
             raise ValueError(f"{p}: not a readable image (OpenCV cannot decode it)")

@@ -24,9 +24,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping, Union
 
-__all__ = ["atomic_write", "write_bytes", "write_text", "DiskFullError", "TMP_PREFIX", "TMP_SUFFIX"]
+__all__ = ["atomic_write", "write_bytes", "write_text", "DiskFullError", "TMP_PREFIX", "TMP_SUFFIX",
+           "OverwriteError", "refuse_overwrite", "same_file", "os_error_line"]
 
 #: Temporary files of :func:`atomic_write` are ``.<name>.<random><suffix>`` next to the destination.
 TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
@@ -96,8 +97,17 @@ def atomic_write(path: str | os.PathLike, *, suffix: str = TMP_SUFFIX) -> Iterat
     writers that choose a format by extension (e.g. ``".mp4"`` for ``cv2.VideoWriter``). A block
     that deletes the temporary file writes nothing (``path`` is left as it was)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, "a folder on this path is a file", str(path)) from None
+    except OSError as e:  # name the file asked for, not the temporary one (read-only folder, ...)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path) from e
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -115,6 +125,58 @@ def atomic_write(path: str | os.PathLike, *, suffix: str = TMP_SUFFIX) -> Iterat
             raise DiskFullError(path) from e
         raise
     _fsync_path(path.parent, directory=True)  # make the rename itself durable
+
+
+class OverwriteError(ValueError):
+    """An output path that is one of the command's inputs (or a file it must not replace)."""
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same resolved path, or (both existing) the same
+    inode, which also catches hard links and case-insensitive file systems."""
+    try:
+        if Path(a).resolve() == Path(b).resolve():
+            return True
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+PathLike = Union[str, os.PathLike]
+
+
+def refuse_overwrite(outputs: Mapping[str, PathLike | None],
+                     inputs: Mapping[str, PathLike | Iterable[PathLike] | None]) -> None:
+    """The one rule of every command that writes: no output may be a file the command reads.
+    ``outputs`` and ``inputs`` map what the user calls each path (``"--json-out"``, ``"--ann"``)
+    to the path (None, ``""`` and ``-`` for stdin / stdout are skipped); an input may also be a
+    collection of paths (the images a dataset reads). Raises :class:`OverwriteError` naming both,
+    before anything is written."""
+    for out_name, out in outputs.items():
+        if out is None or str(out) in ("", "-"):
+            continue
+        for in_name, inp in inputs.items():
+            if inp is None or str(inp) in ("", "-"):
+                continue
+            if isinstance(inp, (str, os.PathLike)):
+                hit: PathLike | None = inp if same_file(out, inp) else None
+            else:  # many paths: compare spellings (no system call per path), then the one match
+                want = {os.path.abspath(out), str(Path(out).resolve())}
+                hit = next((p for p in inp if os.path.abspath(p) in want), None)
+            if hit is not None:
+                what = in_name if hit == inp else f"{in_name} {hit}"
+                raise OverwriteError(f"{out_name} {out} is the {what} this command reads and would be "
+                                     f"overwritten; choose another {out_name}")
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: the path(s) and the cause (``PATH: Permission denied``), without
+    the ``[Errno 13]`` noise; errors raised with a message of their own keep it."""
+    if isinstance(e, DiskFullError) or not e.filename:
+        return str(e)
+    where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+    cause = e.strerror or str(e)
+    return f"{where}: {cause}"
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

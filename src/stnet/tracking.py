@@ -95,7 +95,7 @@ class Tracker:
         self.metric, self.threshold, self.max_age = metric, float(threshold), int(max_age)
         self.smooth, self.min_cutoff, self.beta = bool(smooth), float(min_cutoff), float(beta)
         self.d_cutoff = float(d_cutoff)
-        if min(self.min_cutoff, self.d_cutoff) <= 0 or self.beta < 0:
+        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and 0 <= self.beta < float("inf")):  # NaN fails too
             raise ValueError(f"one-euro parameters must be min_cutoff > 0, d_cutoff > 0, beta >= 0; got "
                              f"{min_cutoff}, {d_cutoff}, {beta}")
         self.sigmas = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)

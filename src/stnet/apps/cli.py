@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
+
+from stnet.io import refuse_overwrite
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -54,14 +57,47 @@ def _check_device(device: str) -> None:
                              + (f" (cuda:0 .. cuda:{n - 1})" if n else "; use --device cpu"))
 
 
+def _check_ann(path: str) -> None:
+    """``--ann``: a COCO annotation json whose ``images`` are objects with ``id`` and ``file_name``
+    (one line naming the entry, before any image is read)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--ann {p}: annotation file not found")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"--ann {p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"--ann {p}: expected a COCO annotation json (an object with an 'images' list), "
+                         f"got {type(data).__name__ if not isinstance(data, dict) else 'no images list'}")
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise ValueError(f"--ann {p}: images[{i}] needs 'id' and 'file_name'")
+        try:
+            int(im["id"])
+        except (TypeError, ValueError):
+            raise ValueError(f"--ann {p}: images[{i}] 'id' {str(im['id'])[:40]!r} is not an integer") from None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from stnet.apps.predict import classify_input, run_predict
     from stnet.detectors import build_detector, load_boxes_file
 
     classify_input(args.input)  # fail early on a missing input, before loading the model
+    json_out = args.json_out or str(Path(args.output_dir) / "predictions.json")
+    refuse_overwrite({"--json-out": json_out}, {"--ann": args.ann, "--boxes": args.boxes, "--model": args.model,
+                                                 "--weights": args.weights, "--detector": args.detector})
+    if not math.isfinite(args.det_score) or not math.isfinite(args.det_nms):
+        raise ValueError(f"--det-score {args.det_score} / --det-nms {args.det_nms}: expected finite numbers")
+    for opt, low in (("smooth_min_cutoff", "> 0"), ("smooth_beta", ">= 0"), ("smooth_d_cutoff", "> 0")):
+        v = getattr(args, opt)  # checked before the model loads, not after the first frame
+        if not math.isfinite(v) or v < 0 or (v == 0 and low == "> 0"):
+            raise ValueError(f"--{opt.replace('_', '-')} {v}: expected a finite number {low}")
     _check_device(args.device)
     if args.ann and not args.boxes and args.format != "coco":
         raise ValueError("--ann is only used with --boxes (a COCO detection-results json) or --format coco")
+    if args.ann:
+        _check_ann(args.ann)
     boxes = load_boxes_file(args.boxes, args.ann, min_score=args.det_score, nms_iou=args.det_nms) \
         if args.boxes else None
     with warnings.catch_warnings(record=True) as caught:
@@ -76,6 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
                      det_nms=args.det_nms, max_batch=args.batch)
+    refuse_overwrite({"--json-out": json_out}, {"model file": str(est.source)})  # e.g. --model RUN_DIR
     prec = getattr(est.backend, "precision", None)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
           f"{est.backend_name}{' ' + prec if prec else ''}), boxes: "
@@ -126,10 +163,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not openvino_available():
             raise ImportError("stnet export --format openvino needs the openvino package: "
                               "pip install 'stnet[openvino]'")
+    outs = {"--output": args.output, "--output (.bin)": Path(args.output).with_suffix(".bin")
+            if args.output and args.format == "openvino" else None}
+    refuse_overwrite(outs, {"model": args.model, "--weights": args.weights})
     est = _estimator(args.model, args)
     stem = args.model if est.model_name == args.model else Path(str(args.model).rstrip("/")).stem
     decode = args.decode or args.with_affine
     out = Path(args.output or f"{stem}{'_decode' if decode else ''}{EXPORT_FORMATS[args.format]}")
+    outs = {"--output": out, "--output (.bin)": out.with_suffix(".bin") if args.format == "openvino" else None}
+    refuse_overwrite(outs, {"model": args.model, "model file": str(est.source), "--weights": args.weights})
     path = export_estimator(est, out, format=args.format, opset=args.opset, decode=args.decode,
                             with_affine=args.with_affine)
     assert est.network is not None  # export_estimator refuses an exported file
@@ -152,9 +194,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ bench
+#: Row names ``stnet bench --backends`` can time (bench.py's make_runners).
+BENCH_BACKENDS = ("eager", "eager_folded", "eager_optimized", "onnxruntime", "onnxruntime_cuda", "cuda_eager",
+                  "cuda_folded", "openvino_f32", "openvino_bf16", "estimator_torch", "estimator_openvino_f32",
+                  "estimator_openvino_bf16")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from stnet.bench import format_table, run_benchmark, write_results
 
+    unknown = [b for b in args.backends or () if b not in BENCH_BACKENDS]
+    if unknown:  # an unknown name would time nothing and still exit 0
+        raise ValueError(f"--backends {' '.join(unknown)}: unknown; one or more of {', '.join(BENCH_BACKENDS)}")
     result = run_benchmark(args.models, args.batches, args.size, rounds=args.rounds, warmup=args.warmup,
                            threads=args.threads, cuda=False if args.no_cuda else None,
                            print_fn=lambda m: print(m, file=sys.stderr), sizes=args.sizes,

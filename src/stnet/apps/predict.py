@@ -68,12 +68,18 @@ def output_names(names: list[str]) -> dict[str, str]:
     for n in names:
         key = Path(n).with_suffix("").as_posix().lower()
         stems[key] = stems.get(key, 0) + 1
-    out = {}
+    out: dict[str, str] = {}
+    taken: set[str] = set()
     for n in names:
         p = Path(n)
         clash = stems[p.with_suffix("").as_posix().lower()] > 1
-        out[n] = (p.with_name(f"{p.stem}_{p.suffix.lstrip('.').lower()}.png") if clash else p.with_suffix(".png")
-                  ).as_posix()
+        o = p.with_name(f"{p.stem}_{p.suffix.lstrip('.').lower()}.png") if clash else p.with_suffix(".png")
+        k = 2
+        while o.as_posix().lower() in taken:  # demo.png + demo.jpg + demo_png.png: one name each
+            o = o.with_name(f"{o.stem.rsplit('~', 1)[0]}~{k}.png")
+            k += 1
+        taken.add(o.as_posix().lower())
+        out[n] = o.as_posix()
     return out
 
 
@@ -138,6 +144,9 @@ class _Shower:
 
 def classify_input(inp: str) -> str:
     """'webcam' | 'folder' | 'video' | 'image' (raises FileNotFoundError for a missing path)."""
+    if not inp.strip():
+        raise ValueError("input is an empty string; expected an image, a folder, a video file or a webcam index "
+                         "(use . for the current folder)")
     if inp.isdigit() and not Path(inp).exists():
         return "webcam"
     p = Path(inp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -64,9 +64,21 @@ class OnnxRuntimeBackend:
         backend._tmpdir = tmpdir
         return backend
 
+    def _run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[Any]:
+        try:
+            return self.session.run(names, feed)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
+            lines = [ln for ln in str(e).splitlines() if ln.strip()]
+            raise ValueError(f"{self.path}: the graph fails on a {tuple(feed[self._input.name].shape)} input "
+                             f"({(lines[0] if lines else type(e).__name__)[:200]}); is it a pose model for "
+                             "this input size?") from None
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        return self.session.run(None, {self._input.name: x})[0]
+        out = self._run(None, {self._input.name: x})[0]
+        if np.ndim(out) != 4:
+            raise ValueError(f"{self.path}: the graph outputs shape {np.shape(out)}, expected heatmaps (B, K, h, w)")
+        return out
 
     def keypoints(self, batch: np.ndarray, affine: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A decoding graph's ``(keypoints (B, K, 2), scores (B, K))``: crop pixels, or image pixels
@@ -76,7 +88,7 @@ class OnnxRuntimeBackend:
             if affine is None:
                 raise ValueError(f"{self.path} takes crop->image matrices ('affine' input); pass them")
             feed["affine"] = np.ascontiguousarray(affine, dtype=np.float32)
-        kp, sc = self.session.run(["keypoints", "scores"], feed)
+        kp, sc = self._run(["keypoints", "scores"], feed)
         return kp, sc
 
     def __repr__(self) -> str:

@@ -172,7 +172,12 @@ class OpenVINOBackend:
                 raise ValueError(f"{p}: OpenVINOBackend reads .onnx or OpenVINO IR .xml files")
             if not p.is_file():
                 raise FileNotFoundError(f"model file {p} not found")
-            ov_model = ov.Core().read_model(str(p))
+            try:
+                ov_model = ov.Core().read_model(str(p))
+            except RuntimeError as e:  # OpenVINO's message is a multi-line C++ trace
+                lines = [ln for ln in str(e).splitlines() if ln.strip()]
+                raise ValueError(f"{p}: OpenVINO cannot read this model: damaged, truncated or not an IR / ONNX "
+                                 f"file ({(lines[-1] if lines else 'no detail')[:160]})") from None
             self.source = str(p)
         else:
             ov_model = self._module_model(model, size, metadata)
@@ -242,8 +247,13 @@ class OpenVINOBackend:
     def _compile(self, batch: int | None) -> Any:
         ov = _ov()
         m = self._model.clone()
-        m.reshape({m.inputs[0]: ov.PartialShape([batch if batch else -1, 3, *self.input_size])})
-        return self._core.compile_model(m, "CPU", self._config)
+        try:
+            m.reshape({m.inputs[0]: ov.PartialShape([batch if batch else -1, 3, *self.input_size])})
+            return self._core.compile_model(m, "CPU", self._config)
+        except RuntimeError as e:  # a graph that does not take (B, 3, H, W): OpenVINO's C++ trace
+            lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith(("Check ", "Exception"))]
+            raise ValueError(f"{self.source}: OpenVINO cannot compile the graph for (B, 3, {self.input_size[0]}, "
+                             f"{self.input_size[1]}) inputs ({(lines[0] if lines else 'no detail')[:200]})") from None
 
     def _request(self, batch: int) -> Any:
         req = self._static.get(batch)

@@ -41,6 +41,7 @@ def browse(args: argparse.Namespace) -> int:
     import cv2
 
     from stnet.config import parse_overrides
+    from stnet.io import refuse_overwrite
 
     from .build import build_dataset, preset_config
     from .config import apply_overrides
@@ -48,6 +49,8 @@ def browse(args: argparse.Namespace) -> int:
 
     if args.num < 1 or args.cols < 1:
         raise ValueError("--num and --cols must be >= 1")
+    if not 0 < args.scale <= 16:  # NaN fails too
+        raise ValueError(f"--scale {args.scale}: expected a factor in (0, 16]")
     extra = {}
     if args.ann_file:
         extra["ann_file"] = args.ann_file
@@ -57,7 +60,9 @@ def browse(args: argparse.Namespace) -> int:
         extra["input_size"] = tuple(args.input_size)
     cfg = preset_config(args.dataset, args.root, args.split, **extra)
     cfg = apply_overrides(cfg, {**parse_overrides(args.overrides), "seed": args.seed})
+    refuse_overwrite({"-o": args.output}, {"--ann-file": cfg.ann_file or None})
     ds = build_dataset(cfg, train=not args.no_augment)
+    refuse_overwrite({"-o": args.output}, {"image": [r.image_path for r in ds.records]})
     rng = np.random.default_rng(args.seed)
     picks = rng.choice(len(ds), size=min(args.num, len(ds)), replace=False)
     panels = []

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,11 +42,12 @@ import numpy as np
 from stnet.io import atomic_write
 
 from .dataset import TopDownDataset
-from .records import ImageReadError, PersonRecord, read_image
+from .records import ImageReadError, PersonRecord, check_image_pixels, read_image
 from .skeletons import Skeleton
 from .transforms import affine_points, box_to_center_scale, fix_aspect_ratio, get_warp_matrix, warp_image
 
-__all__ = ["build_crop_cache", "load_cache_records", "CropCacheDataset", "CACHE_VERSION"]
+__all__ = ["build_crop_cache", "load_cache_records", "CropCacheDataset", "CACHE_VERSION", "check_cache_members",
+           "validate_cache_arrays", "check_cache_resolution", "MAX_MEMBER_BYTES"]
 
 CACHE_VERSION = 1
 
@@ -68,8 +70,9 @@ def build_crop_cache(splits: dict[str, Sequence[PersonRecord]], skeleton: Skelet
     """
     if not 0 < quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    if resolution <= 0 or margin < 1:
-        raise ValueError(f"resolution must be > 0 and margin >= 1, got {resolution}, {margin}")
+    check_cache_resolution(resolution)
+    if not 1 <= margin <= 4:
+        raise ValueError(f"margin must be in [1, 4], got {margin}")
     h_in, w_in = int(input_size[0]), int(input_size[1])
     size = (int(round(h_in * resolution)), int(round(w_in * resolution)))
     aspect = w_in / h_in
@@ -138,15 +141,16 @@ class _Cache:
     _open: dict[str, "_Cache"] = {}
 
     def __init__(self, path: Path) -> None:
+        check_cache_members(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 self.arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path}: not a readable stnet crop cache ({e})") from None
         missing = {"jpeg", "offsets", "keypoints", "visibility", "meta", "split"} - set(self.arrays)
         if missing:
             raise ValueError(f"{path}: not an stnet crop cache (missing {', '.join(sorted(missing))})")
-        self.meta = json.loads(self.arrays["meta"].tobytes().decode())
+        self.meta = validate_cache_arrays(self.arrays, path)
         if self.meta.get("version") != CACHE_VERSION:
             raise ValueError(f"{path}: crop cache version {self.meta.get('version')}, this stnet reads "
                              f"{CACHE_VERSION}; rebuild it with `stnet cache`")
@@ -160,10 +164,99 @@ class _Cache:
 
     def decode(self, i: int) -> np.ndarray:
         o = self.arrays["offsets"]
-        img = cv2.imdecode(self.arrays["jpeg"][o[i]:o[i + 1]], cv2.IMREAD_COLOR)
+        buf = self.arrays["jpeg"][o[i]:o[i + 1]]
+        img = None
+        if buf.size:
+            crop = self.meta.get("crop_size")
+            # A crop is at most its declared size; a forged header must not make it allocate more.
+            check_image_pixels(buf, f"crop {i} of the cache", limit=int(np.prod(crop)) if crop else None)
+            try:
+                img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            except cv2.error:
+                img = None
         if img is None:
             raise ImageReadError(f"crop {i} of the cache cannot be decoded")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+#: Largest cache member stnet reads (uncompressed): far above any dataset's crops (COCO train at
+#: 1.5x 256x192 is about 3 GB), far below what a crafted file could declare.
+MAX_MEMBER_BYTES = 64 << 30
+#: Members are written uncompressed (``np.savez``); one that inflates more than this is refused.
+MAX_INFLATION = 50
+
+
+def check_cache_members(path: str | os.PathLike, max_bytes: int = MAX_MEMBER_BYTES) -> None:
+    """Refuse a cache file before loading it when a member's declared size is absurd: over
+    ``max_bytes``, inflating more than :data:`MAX_INFLATION` x (a zip bomb), or an ``.npy`` header
+    whose shape needs more bytes than the member holds. Reads only the zip directory and headers."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                where = f"{path}: member {info.filename}"
+                if info.file_size > max_bytes or (info.file_size > (16 << 20)
+                                                  and info.file_size > MAX_INFLATION * max(info.compress_size, 1)):
+                    raise ValueError(f"{where} declares {info.file_size} bytes from {info.compress_size} stored; "
+                                     "refused (not a file `stnet cache` writes)")
+                with zf.open(info) as f:
+                    fmt = np.lib.format
+                    version = fmt.read_magic(f)
+                    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                if dtype.hasobject:
+                    raise ValueError(f"{path}: not a readable stnet crop cache (member {info.filename} holds "
+                                     "Python objects; refused)")
+                need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if need > info.file_size:
+                    raise ValueError(f"{where} declares shape {shape} ({need} bytes) but holds "
+                                     f"{info.file_size} bytes; damaged or forged")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable stnet crop cache ({e})") from None
+
+
+def validate_cache_arrays(a: dict[str, np.ndarray], path: str | os.PathLike) -> dict[str, Any]:
+    """The cache's meta dict, after checking that the arrays agree: ``offsets`` an increasing
+    integer index 0 .. len(jpeg) with one entry per person + 1, and every per-person array with one
+    row per person of its expected shape. ValueError naming the file and the array otherwise."""
+    try:
+        meta = json.loads(np.asarray(a["meta"], np.uint8).tobytes().decode("utf-8"))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: 'meta' is not UTF-8 JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: 'meta' is {type(meta).__name__}, expected an object")
+    names = meta.get("keypoint_names")
+    crop = meta.get("crop_size")
+    if (not isinstance(names, list) or not isinstance(crop, list) or len(crop) != 2
+            or not all(isinstance(v, int) and 0 < v <= 8192 for v in crop)):
+        raise ValueError(f"{path}: 'meta' needs keypoint_names (a list) and crop_size ([h, w], 1..8192)")
+    jpeg, off = a["jpeg"], a["offsets"]
+    if jpeg.dtype != np.uint8 or jpeg.ndim != 1:
+        raise ValueError(f"{path}: 'jpeg' must be 1-D uint8, got {jpeg.dtype} {jpeg.shape}")
+    if off.dtype.kind not in "iu" or off.ndim != 1 or off.size < 1:
+        raise ValueError(f"{path}: 'offsets' must be a 1-D integer array, got {off.dtype} {off.shape}")
+    if off[0] != 0 or off[-1] != jpeg.size or (np.diff(off) < 0).any():
+        raise ValueError(f"{path}: 'offsets' must rise from 0 to len(jpeg) = {jpeg.size}; got {off[0]} .. "
+                         f"{off[-1]}{' (not increasing)' if (np.diff(off) < 0).any() else ''}")
+    n, k = off.size - 1, len(names)
+    shapes = {"keypoints": (n, k, 2), "visibility": (n, k), "box": (n, 4), "center": (n, 2), "scale": (n, 2),
+              "to_image": (n, 2, 3), "split": (n,), "image_id": (n,), "instance_id": (n,), "score": (n,)}
+    for name, shape in shapes.items():
+        if name in a and a[name].shape != shape:
+            raise ValueError(f"{path}: '{name}' has shape {a[name].shape}, expected {shape} ({n} persons, "
+                             f"{k} keypoints)")
+        if name in a and name not in ("split", "image_id") and a[name].dtype.kind not in "iuf":
+            raise ValueError(f"{path}: '{name}' must hold numbers, got {a[name].dtype}")
+    return meta
+
+
+def check_cache_resolution(resolution: float, limit: float = 4.0) -> None:
+    """``stnet cache --resolution``: crops of ``resolution`` x the model input, > 0 and at most
+    ``limit`` (already 16x the pixels; more only costs disk and time)."""
+    if not (0 < resolution <= limit):
+        raise ValueError(f"--resolution {resolution}: expected a number in (0, {limit:g}] (crop size = "
+                         "resolution x the model input)")
 
 
 def load_cache_records(path: str | os.PathLike, skeleton: Skeleton, split: str = "train") -> list[PersonRecord]:

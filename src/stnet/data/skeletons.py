@@ -340,9 +340,13 @@ def _load_meta(path: Path) -> dict[str, Any]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
+            from stnet.config import load_yaml
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text, str(path))
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: cannot parse skeleton meta file: {e}") from None
     except Exception as e:  # json/yaml errors carry line numbers worth showing
         raise ValueError(f"{path}: cannot parse skeleton meta file: {e}") from None
     if data is None:

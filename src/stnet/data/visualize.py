@@ -7,6 +7,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from stnet.io import atomic_write
+
 from .dataset import denormalize_image
 from .skeletons import Skeleton
 
@@ -106,19 +108,18 @@ def tile_images(panels: Sequence[np.ndarray], cols: int, gap: int = 4) -> np.nda
 
 
 def save_png(image: np.ndarray, path: str | Path, colors: int = 0) -> Path:
-    """Write an RGB image as PNG; ``colors`` > 0 quantises to a palette (much smaller files)."""
+    """Write an RGB image as PNG, atomically (:mod:`stnet.io`); ``colors`` > 0 quantises to a
+    palette (much smaller files)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if colors > 0:
-        try:
+    with atomic_write(p, suffix=".png") as tmp:
+        if colors > 0:
             from PIL import Image
 
-            Image.fromarray(image).quantize(colors=min(int(colors), 256),
-                                            method=Image.Quantize.MEDIANCUT,
-                                            dither=Image.Dither.NONE).save(p, optimize=True)
-            return p
-        except ImportError:  # Pillow ships with matplotlib, but do not depend on it
-            pass
-    if not cv2.imwrite(str(p), np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise OSError(f"{p}: cannot write PNG")
+            Image.fromarray(image).quantize(colors=min(int(colors), 256), method=Image.Quantize.MEDIANCUT,
+                                            dither=Image.Dither.NONE).save(tmp, format="PNG", optimize=True)
+        else:
+            ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            if not ok:
+                raise OSError(f"{p}: cannot encode PNG")
+            tmp.write_bytes(buf.tobytes())
     return p

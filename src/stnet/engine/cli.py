@@ -37,6 +37,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Files ``stnet eval`` writes into its output folder.
+EVAL_FILES = ("metrics.json", "predictions_raw.npz", "keypoints_results.json")
+
+
+def _refuse_eval_overwrite(cfg: Any, args: argparse.Namespace, out: Path) -> None:
+    """The eval outputs are never the checkpoint, the recipe or the validation files it reads."""
+    from stnet.io import refuse_overwrite
+
+    from .config import resolve_data_path
+
+    inputs: dict[str, Any] = {"--checkpoint": args.checkpoint, "recipe": args.config}
+    for field in ("ann_file", "det_file"):
+        try:
+            inputs[f"val.{field}"] = resolve_data_path(cfg, getattr(cfg.val, field, None), f"val.{field}")
+        except FileNotFoundError:
+            pass  # the evaluation reports it where it reads the file
+    refuse_overwrite({f"--output-dir ({n})": out / n for n in EVAL_FILES}, inputs)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .train import evaluate_checkpoint
 
@@ -44,6 +63,7 @@ def _eval(args: argparse.Namespace) -> int:
     ck = Path(args.checkpoint)
     # default: next to the checkpoint (inside a run directory); a shipped name: ./eval
     out = Path(args.output_dir) if args.output_dir else (ck if ck.is_dir() else ck.resolve().parent) / "eval"
+    _refuse_eval_overwrite(cfg, args, out)
     metrics = evaluate_checkpoint(cfg, args.checkpoint, output_dir=out, use_ema=not args.no_ema)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}))
@@ -58,26 +78,43 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_metrics_json(path: str) -> dict[str, Any]:
+    """``pack --metrics``: a json object of finite numbers (or nested objects / strings)."""
+    def refuse(const: str) -> Any:
+        raise ValueError(f"--metrics {path}: {const} is not a metric value (expected finite numbers)")
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--metrics {path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--metrics {path}: expected a json object of metrics, got {type(data).__name__}")
+    return data
+
+
 def _pack(args: argparse.Namespace) -> int:
     from .ship import pack_weights
 
-    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    metrics = _read_metrics_json(args.metrics) if args.metrics else None
     pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.recipe_command,
-                          metrics=metrics, use_ema=not args.no_ema, notes=args.notes)
+                          metrics=metrics, use_ema=not args.no_ema, notes=args.notes, overwrite=args.overwrite)
     print(f"wrote {pt} ({pt.stat().st_size / 1e6:.1f} MB) and {js}")
     return 0
 
 
 def _cache(args: argparse.Namespace) -> int:
     from stnet.data.build import build_skeleton, load_records
-    from stnet.data.crop_cache import build_crop_cache
+    from stnet.data.crop_cache import build_crop_cache, check_cache_resolution
+    from stnet.io import refuse_overwrite
 
     from .build import resolve_data_config
 
     cfg = _cfg(args)
+    check_cache_resolution(args.resolution)
     splits: dict[str, Any] = {}
     for name in args.splits:
         dc = resolve_data_config(cfg, getattr(cfg, name), name)
+        refuse_overwrite({"-o": args.output}, {"recipe": args.config, f"{name} ann_file": dc.ann_file or None})
         if dc.kind == "cache":
             raise ValueError(f"{name}: the recipe already reads a crop cache ({dc.ann_file})")
         splits[name] = load_records(dc, build_skeleton(dc))
@@ -85,6 +122,7 @@ def _cache(args: argparse.Namespace) -> int:
             splits[name] = splits[name][: cfg.runtime.limit_train]
         if name == "val" and cfg.runtime.limit_val:
             splits[name] = splits[name][: cfg.runtime.limit_val]
+    refuse_overwrite({"-o": args.output}, {f"{n} image": [r.image_path for r in recs] for n, recs in splits.items()})
     dc = resolve_data_config(cfg, cfg.train, "train")
     summary = build_crop_cache(splits, build_skeleton(dc), args.output, input_size=cfg.input_size,
                                resolution=args.resolution, margin=args.margin, quality=args.quality,
@@ -157,5 +195,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the command that trained it (stored in the metadata)")
     k.add_argument("--metrics", default=None, help="json file of metrics to store (default: best metric)")
     k.add_argument("--notes", default="")
+    k.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
     k.add_argument("--no-ema", action="store_true", help="pack the raw weights even if EMA weights exist")
     k.set_defaults(func=_pack)

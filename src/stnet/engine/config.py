@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from stnet.codecs.build import CodecConfig
-from stnet.config import check_fields
+from stnet.config import check_fields, load_yaml
 from stnet.data.config import AugmentConfig, DataConfig, apply_overrides, config_from_dict
 from stnet.io import write_text
 
@@ -370,10 +370,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file {p} not found")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{p}: invalid YAML: {e}") from None
+        data = load_yaml(p.read_text(encoding="utf-8"), str(p)) or {}
         if not isinstance(data, Mapping):
             raise ValueError(f"{p}: expected a mapping of overrides, got {type(data).__name__}")
         data = dict(data)

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from stnet.io import write_text
+
 __all__ = ["RunLogger", "Progress", "read_metrics", "CSV_FIELDS"]
 
 CSV_FIELDS = ("epoch", "iteration", "train_loss", "lr", "img_per_s", "epoch_time_s", "metric_name", "metric")
@@ -72,9 +74,33 @@ class RunLogger:
                     self.tb.add_scalar(f"val/{k}", v, step)
             self.tb.flush()
 
+    def forget_after(self, epoch: int) -> None:
+        """Drop the rows of epochs after ``epoch`` from metrics.jsonl / metrics.csv (a resume from
+        an earlier checkpoint, e.g. best.pt, trains them again; two rows per epoch would mix runs)."""
+        if self.run_dir is None:
+            return
+        for name in ("metrics.jsonl", "metrics.csv"):
+            path = self.run_dir / name
+            if not path.is_file():
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [ln for i, ln in enumerate(lines) if _row_epoch(ln, name, i) <= epoch]
+            if len(kept) != len(lines):
+                write_text(path, "".join(kept))
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _row_epoch(line: str, name: str, index: int) -> float:
+    """The epoch of one metrics.jsonl / metrics.csv line (the csv header and unreadable lines: -inf, kept)."""
+    try:
+        if name.endswith(".jsonl"):
+            return float(json.loads(line)["epoch"])
+        return -math.inf if index == 0 else float(line.split(",", 1)[0])
+    except (ValueError, KeyError, TypeError):
+        return -math.inf
 
 
 def _fmt_time(s: float) -> str:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stnet.io import atomic_write, refuse_overwrite
+
 from .logger import read_metrics
 
 __all__ = ["plot_run"]
@@ -19,6 +21,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not recs:
         raise ValueError(f"{run_dir}/metrics.jsonl has no epoch records yet")
     out = Path(out) if out is not None else run_dir / "curves.png"
+    refuse_overwrite({"--out": out}, {"metrics file": run_dir / "metrics.jsonl"})
     epochs = [r["epoch"] for r in recs]
     loss = [r.get("train_loss") for r in recs]
     val = [(r["epoch"], r["metric"]) for r in recs if r.get("metric") is not None]
@@ -38,7 +41,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     a2.grid(alpha=0.3)
     fig.suptitle(run_dir.name)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(out, suffix=".png") as tmp:  # a full disk leaves the old PNG, not a cut one
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return out

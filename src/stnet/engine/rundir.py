@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -25,12 +26,13 @@ from typing import Any, Mapping
 import yaml
 
 from stnet.hub import load_state
-from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_text
+from stnet.io import TMP_PREFIX, TMP_SUFFIX, DiskFullError, write_text
 
 from .config import _flatten
 
 __all__ = ["RunLock", "RunLockedError", "remove_stale_temp_files", "resume_changes", "record_changes",
-           "saved_note", "write_run_config", "RESUME_MAY_CHANGE", "LOCK_NAME", "CHANGES_NAME"]
+           "saved_note", "write_run_config", "check_new_run_dir", "RESUME_MAY_CHANGE", "LOCK_NAME", "CHANGES_NAME",
+           "RUN_FILES"]
 
 LOCK_NAME = ".lock"
 CHANGES_NAME = "config_changes.yaml"
@@ -42,6 +44,22 @@ CHANGES_NAME = "config_changes.yaml"
 RESUME_MAY_CHANGE = ("name", "data_root", "eval.", "val.", "runtime.device", "runtime.workers",
                      "runtime.val_batch_size", "runtime.val_interval", "runtime.limit_val",
                      "runtime.log_interval", "runtime.tensorboard", "runtime.output_dir")
+
+
+#: Files that make a folder a run: a training that does not resume refuses a folder holding one.
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+
+
+def check_new_run_dir(run_dir: str | os.PathLike) -> None:
+    """Refuse to start a new training in a folder that already holds a run (its checkpoints and
+    metrics would be replaced or mixed with the new run's): one line naming what it holds."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run folder {run_dir} is a file, expected a folder (runtime.output_dir / --output-dir)")
+    held = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if held:
+        raise ValueError(f"run folder {run_dir} already holds a run ({', '.join(held)}); continue it with "
+                         "--resume auto, or start a new one with another --output-dir (or --set name=...)")
 
 
 class RunLockedError(ValueError):
@@ -94,8 +112,14 @@ class RunLock:
                 except FileNotFoundError:
                     pass
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(me))
+            except BaseException as e:  # a full disk: no empty .lock left behind
+                self.path.unlink(missing_ok=True)
+                if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(self.path) from e
+                raise
             self.held = True
             return
         raise RunLockedError(f"could not lock {self.path}: another training keeps taking it")

@@ -15,7 +15,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from stnet.hub import WEIGHTS_DIR, load_state, model_state, sha256_file
-from stnet.io import atomic_write, write_text
+from stnet.io import OverwriteError, atomic_write, refuse_overwrite, same_file, write_text
 
 __all__ = ["pack_weights", "check_weights_name", "sha256_file", "WEIGHTS_DIR"]
 
@@ -33,9 +33,18 @@ def check_weights_name(name: str) -> None:
 
 def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.PathLike | None = None,
                  command: str = "", metrics: dict[str, Any] | None = None, use_ema: bool = True,
-                 notes: str = "") -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.safetensors`` and ``<name>.json`` from a training checkpoint; returns both paths."""
+                 notes: str = "", overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.safetensors`` and ``<name>.json`` from a training checkpoint; returns both paths.
+    An existing pack of that name is replaced only with ``overwrite`` (never the checkpoint itself)."""
     check_weights_name(name)
+    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    pt, js = out / f"{name}.safetensors", out / f"{name}.json"
+    refuse_overwrite({"pack": pt, "pack json": js}, {"checkpoint": checkpoint})
+    existing = [p for p in (pt, js) if p.exists()]
+    if existing and not overwrite:
+        shipped = " (weights shipped inside the stnet package)" if same_file(out, WEIGHTS_DIR) else ""
+        raise OverwriteError(f"{existing[0]} already exists{shipped}; pass --overwrite to replace it, or choose "
+                             "another --name / --out-dir")
     state = load_state(checkpoint)
     cfg = state.get("config")
     if not isinstance(cfg, dict):
@@ -65,9 +74,7 @@ def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.
         "recipe_command": command,
         "notes": notes,
     }
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    pt, js = out / f"{name}.safetensors", out / f"{name}.json"
     with atomic_write(pt) as tmp:
         save_file(half, str(tmp), metadata={"format": "stnet-pack", "name": name})
     meta["sha256"] = sha256_file(pt)

@@ -86,12 +86,22 @@ def restore_run_state(run: RunState, state: dict[str, Any], path: Path | None) -
     except RuntimeError as e:  # e.g. a checkpoint of another skeleton (head size) or model
         raise CheckpointError(f"--resume {path}: the checkpoint's weights do not fit this run's model "
                               f"({str(e).splitlines()[-1].strip()[:200]})") from None
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    if run.ema is not None and state.get("ema"):
-        run.ema.load_state_dict(state["ema"])
+    part = "optimizer"
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+        part = "scheduler"
+        run.scheduler.load_state_dict(state["scheduler"])
+        part = "scaler"
+        if state.get("scaler"):
+            run.scaler.load_state_dict(state["scaler"])
+        part = "ema"
+        if run.ema is not None and state.get("ema"):
+            run.ema.load_state_dict(state["ema"])
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+        # torch's own errors name a key (KeyError: 'lr_lambdas') or a size, never the file
+        raise CheckpointError(f"--resume {path}: its {part} state does not fit this run ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:160] if str(e) else '?'}); resume from last.pt of "
+                              "the same recipe, or start from these weights with --set model.weights=...") from None
     run.start_epoch, run.iteration = int(state["epoch"]), int(state["iteration"])
     run.best = float(state["best_metric"]) if state.get("best_metric") is not None else -math.inf
     set_rng_state(state.get("rng"))

@@ -34,7 +34,7 @@ from .logger import Progress, RunLogger
 from .losses import HeatmapLoss
 from .plot import plot_run
 from .preflight import check_before_training
-from .rundir import RunLock, remove_stale_temp_files, resume_changes, saved_note, write_run_config
+from .rundir import RunLock, check_new_run_dir, remove_stale_temp_files, resume_changes, saved_note, write_run_config
 from .schedule import EpochPlan, build_optimizer, build_scheduler
 from .state import RunState, build_run_state, restore_run_state, save_run_state
 
@@ -117,6 +117,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
     # order comes from its DistributedSampler shard, not from this seed.
     seed_everything(rt.seed, rt.deterministic)
     state, ckpt_path, changes = _read_resume(cfg, info, resume)  # first: a bad checkpoint fails before any work
+    if state is None:
+        check_new_run_dir(cfg.run_dir)
     lock = RunLock(cfg.run_dir, info.say) if info.is_main else None
     if lock is not None:
         lock.acquire()
@@ -150,6 +152,8 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
     if info.is_main:
         write_run_config(cfg.run_dir, config_to_dict(cfg), state, changes)
     logger = RunLogger(cfg.run_dir if info.is_main else None, tensorboard=rt.tensorboard)
+    if state is not None:  # epochs after the checkpoint's are trained again: their old rows go
+        logger.forget_after(int(state["epoch"]) - (1 if state.get("pending_validation") else 0))
     info.say(f"run dir {cfg.run_dir} | {cfg.model.name} {cfg.input_size[0]}x{cfg.input_size[1]} | "
              f"{len(train_ds)} train / {len(val_loader.dataset)} val persons | {info.world_size} "  # type: ignore[arg-type]
              f"process(es) on {info.device} | batch {rt.batch_size}/device | "

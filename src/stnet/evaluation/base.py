@@ -14,12 +14,15 @@ and returns the metrics on every rank.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from stnet.io import atomic_write
 
 from ._common import gather_batches, score_on_main, to_jsonable, to_numpy
 
@@ -69,6 +72,7 @@ class Evaluator:
 
     def reset(self) -> None:
         self._batches: list[dict[str, np.ndarray]] = []
+        self._staged: list[tuple[str, Callable[[Path], Any]]] = []
 
     def process(self, keypoints: Any, *, keypoint_scores: Any = None, image_ids: Any = None, indices: Any = None,
                 boxes: Any = None, box_scores: Any = None, areas: Any = None, gt_keypoints: Any = None,
@@ -143,15 +147,27 @@ class Evaluator:
         if self.print_fn is not None:
             self.print_fn(text)
 
-    def _save_raw(self, data: dict[str, np.ndarray]) -> None:
-        """``predictions_raw.npz`` in ``output_dir`` (when set)."""
+    def _stage(self, name: str, write: Callable[[Path], Any]) -> None:
+        """Queue a file of ``output_dir``; :meth:`_save_metrics` writes the queue and metrics.json
+        together (each to a temporary file first, then all renamed), so a failure (a full disk)
+        leaves the previous set whole: never a cut file, never metrics.json out of step."""
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)  # type: ignore[arg-type]
+            self._staged.append((name, write))
+
+    def _save_raw(self, data: dict[str, np.ndarray]) -> None:
+        """``predictions_raw.npz`` in ``output_dir`` (when set), written with metrics.json."""
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **data)  # type: ignore[arg-type]
+
+        self._stage("predictions_raw.npz", write)
 
     def _save_metrics(self, metrics: dict[str, Any], report: dict[str, Any]) -> None:
-        """``metrics.json`` (metrics and protocol report) in ``output_dir`` (when set)."""
+        """``metrics.json`` (metrics and protocol report) and the files staged before it, in
+        ``output_dir`` (when set)."""
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
-                json.dump(to_jsonable({"metrics": {**metrics, **self.skipped}, "protocol": report}), f, indent=2)
+            text = json.dumps(to_jsonable({"metrics": {**metrics, **self.skipped}, "protocol": report}), indent=2)
+            files, self._staged = [*self._staged, ("metrics.json", lambda t: t.write_text(text))], []
+            with contextlib.ExitStack() as stack:
+                for name, write in files:
+                    write(stack.enter_context(atomic_write(self.output_dir / name)))

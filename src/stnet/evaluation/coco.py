@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence, Union
@@ -83,6 +84,7 @@ def load_coco_gt(gt: GTSource) -> Any:
             data = dict(gt)
         if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
             raise ValueError(f"{where}: not a COCO annotation file (needs 'images', 'annotations', 'categories')")
+        _check_gt_lists(data, where)  # pycocotools' index would fail with a bare KeyError('id')
         coco = COCO()
         coco.dataset = data
         with _quiet():
@@ -109,12 +111,67 @@ def load_coco_gt(gt: GTSource) -> Any:
         raise ValueError(f"{where}: no annotations of the keypoint category {cat_id}; nothing to score "
                          "against (every AP would be -1)")
     anns = coco.dataset["annotations"]
+    _check_gt_annotations(anns, rows, where)
     values = _numeric_rows([anns[i]["keypoints"] for i in rows],
                            lambda j: f"{where}: annotations[{rows[j]}] (id {anns[rows[j]].get('id')})", "keypoints")
     for j, i in enumerate(rows):
         if "num_keypoints" not in anns[i]:
             anns[i]["num_keypoints"] = int(np.count_nonzero(values[j, 2::3] > 0))
     return coco
+
+
+def _check_gt_lists(data: Mapping[str, Any], where: str) -> None:
+    """``images``, ``annotations``, ``categories``: lists of objects with an ``id`` (annotations also
+    ``image_id``), as pycocotools' index needs them."""
+    for key, need in (("images", ("id",)), ("annotations", ("id", "image_id")), ("categories", ("id",))):
+        items = data[key]
+        if not isinstance(items, list):
+            raise ValueError(f"{where}: '{key}' is {type(items).__name__}, expected a list of objects")
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"{where}: {key}[{i}] is {type(item).__name__}, expected an object")
+            missing = [k for k in need if k not in item]
+            if missing:
+                raise ValueError(f"{where}: {key}[{i}] has no {missing[0]!r}")
+
+
+def _check_gt_annotations(anns: Sequence[Mapping[str, Any]], rows: Sequence[int], where: str) -> None:
+    """What pycocotools would score silently wrong: duplicate annotation ids (its index keeps one
+    of each, so the others' matches fail: a perfect result scores near 0), a NaN / inf / negative
+    ``area`` (NaN makes every OKS pass: AP 1.0 for any prediction; negative gives AP -1), a
+    non-numeric ``bbox``, and a GT whose persons are all crowd regions (AP -1 for any result).
+    An ``area`` of 0 on a labelled person makes its OKS 0 or 1: warned, not refused."""
+    seen: dict[Any, int] = {}
+    for i, ann in enumerate(anns):
+        aid = ann.get("id") if isinstance(ann, Mapping) else None
+        if aid is None or isinstance(aid, (dict, list)):
+            raise ValueError(f"{where}: annotations[{i}]: 'id' is {aid!r}; every annotation needs a unique "
+                             "number or string id")
+        if aid in seen:
+            raise ValueError(f"{where}: annotations[{i}] and annotations[{seen[aid]}] share 'id' {aid!r}; "
+                             "pycocotools keeps one of them, so matches against the other would be lost")
+        seen[aid] = i
+    zero = []
+    for i in rows:
+        ann = anns[i]
+        area = ann["area"]
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not np.isfinite(area) or area < 0:
+            raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')}): 'area' is {area!r}; expected a "
+                             "finite number >= 0 (the person's segment area in pixels, OKS's scale)")
+        box = ann["bbox"]
+        if (not isinstance(box, (list, tuple)) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in box)):
+            raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')}): 'bbox' is {str(box)[:80]}; "
+                             "expected 4 finite numbers [x, y, w, h]")
+        if area == 0 and not ann.get("iscrowd") and ann.get("num_keypoints", 1):
+            zero.append(ann.get("id"))
+    if all(anns[i].get("iscrowd") for i in rows):
+        raise ValueError(f"{where}: all {len(rows)} persons are 'iscrowd': 1 (crowd regions, which are never "
+                         "matched); nothing to score (every AP would be -1)")
+    if zero:
+        warnings.warn(f"{where}: {len(zero)} labelled person(s) have 'area' 0 (e.g. id {zero[0]}): their OKS is "
+                      "0 or 1 (any error of a visible keypoint fails it); fill 'area' with the segment area or "
+                      "w * h * 0.53", RuntimeWarning, stacklevel=3)
 
 
 def _numeric_rows(rows: Sequence[Any], where: Callable[[int], str], field_: str) -> np.ndarray:
@@ -196,6 +253,12 @@ def validate_results(results: Sequence[Mapping[str, Any]], coco_gt: Any | None, 
             n = len(kps) if isinstance(kps, (list, tuple)) else type(kps).__name__
             raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'keypoints' has {n} "
                              f"values, expected 3 x {num_keypoints} = {want} (x, y, score per keypoint)")
+        box = r.get("bbox")
+        if box is not None and box != [] and (not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in box)):
+            # pycocotools reads an entry with a bbox as a box result (area from it)
+            raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'bbox' is {str(box)[:60]}; "
+                             "expected 4 finite numbers [x, y, w, h] (or no 'bbox')")
         if r["category_id"] != category_id:
             raise ValueError(f"{source}: entry {i} (image_id {r['image_id']}): 'category_id' "
                              f"{r['category_id']!r} is not the keypoint category {category_id}")
@@ -462,7 +525,8 @@ class CocoEvaluator(Evaluator):
         self._save_raw(data)
         if self.output_dir is not None:
             # dumps + one write: json.dump streams through the pure-Python encoder (~4x slower).
-            (self.output_dir / self.results_name).write_text(json.dumps(results), encoding="utf-8")
+            text = json.dumps(results)
+            self._stage(self.results_name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
             report["results_file"] = str(self.output_dir / self.results_name)
 
         if self.format_only:
