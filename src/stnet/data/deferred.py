@@ -79,7 +79,7 @@ def deferred_item(input_size: tuple[int, int], unbiased: bool, rec: PersonRecord
         x0 = y0 = 0
         patch_mat = np.array([[1.0, 0.0, 1e6], [0.0, 1.0, 1e6]])  # every sample lands far outside
     else:
-        patch = np.ascontiguousarray(image[y0:y1, x0:x1])
+        patch = image[y0:y1, x0:x1]  # a view: collate_deferred copies it into the batch once
         patch_mat = mat[:2].copy()
         patch_mat[:, 2] += mat[:2, :2] @ np.array([x0, y0], np.float64)
     return {
