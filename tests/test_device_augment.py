@@ -170,3 +170,20 @@ runtime: {{batch_size: 2, workers: 0, deterministic: true, tensorboard: false}}
         train(cfg)
         losses[where] = json.loads((tmp_path / where / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
     assert losses["device"] == pytest.approx(losses["workers"], rel=2e-2), losses
+
+
+def test_collate_matches_default_collate(tmp_path):
+    from torch.utils.data import default_collate
+
+    ds = TopDownDataset(_records(tmp_path, n=3), SKEL, input_size=(64, 48), augment=STRONG)
+    ds.defer_warp = True
+    items = [ds[i] for i in range(3)]
+    ours = collate_deferred(items)
+    ref = default_collate([{k: v for k, v in it.items() if k != "image"} for it in items])
+    for key, value in ref.items():
+        if isinstance(value, torch.Tensor):
+            assert ours[key].dtype == value.dtype, key
+            torch.testing.assert_close(ours[key], value, rtol=0, atol=0, equal_nan=True, msg=key)
+        else:
+            assert ours[key] == value, key
+    assert ours["image"].shape[0] == 3 and ours["image"].dtype == torch.uint8
