@@ -249,7 +249,7 @@ def inference_phase(args: argparse.Namespace, log: Log, deadline: float) -> dict
     batches = (1, 2) if args.rehearsal else (1, 64, 256)
     h, w = args.input_hw
     rows: list[dict[str, Any]] = []
-    for name in ("stnet_1s", "stnet_2s", "stnet_3s", "hrnet_w32"):
+    for name in ("stnet_1s", "hrnet_w32", "stnet_2s", "stnet_3s"):  # the pair first, should time run out
         model = optimize_for_inference(create_model(name, num_joints=17, input_size=(h, w)).eval(),
                                        channels_last=True).to(device)
         for mode in ("eager", "graph"):
