@@ -29,12 +29,14 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from stnet.cpuinfo import cpu_info
 from stnet.data import build_dataloader, build_dataset, preset_config
 from stnet.data.augment import sample_crop_params
 from stnet.data.config import DataConfig
@@ -228,7 +230,7 @@ def main() -> None:
         "load_average_1min": {"before": load_before, "after": load_after},
         "target": {"train_img_per_s": 1000, "workers": 16, "needed_per_worker": need,
                    "headroom_per_worker": round(per_worker / need, 1)},
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "machine": {"cpu_count": os.cpu_count(), "processor": cpu_info().model or platform.machine(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "opencv": cv2.__version__},
     }
@@ -237,7 +239,7 @@ def main() -> None:
     lines = [
         "# Data pipeline throughput (LSP-Extended, 256x192, UDP targets)",
         "",
-        f"`python benchmarks/data_throughput.py` on {os.cpu_count()} CPU core(s) "
+        f"`python benchmarks/data_throughput.py {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPU core(s) "
         f"({result['machine']['processor']}), torch {torch.__version__}, OpenCV {cv2.__version__}.",
         "One sample = JPEG read+decode, half-body/scale/rotation/flip augmentation, affine warp to "
         "256x192, UDP heatmap encode (14 x 64x48), ImageNet normalisation; DataLoader rows include "
@@ -255,10 +257,13 @@ def main() -> None:
         "",
         "Device pipeline (`runtime.augment_on: device`, rows ending in `device`): the workers only "
         "read, decode and draw the augmentation; worker CPU time per sample is "
-        + ", ".join(f"{v}x lower ({k.replace('_', ' ')} worker(s))" for k, v in ratios.items())
-        + ". The warp, targets and normalisation then cost "
+        + ", ".join(f"{v}x lower ({'crop cache' if k.startswith('cache') else 'JPEG folder'}, "
+                    f"{k.rsplit('_', 1)[1]} worker(s))" for k, v in ratios.items())
+        + ". JPEG decoding stays in the workers, so the gain is smallest where decoding dominates. "
+        "The warp, targets and normalisation then cost "
         + ", ".join(f"{v:.2f} ms/sample ({k})" for k, v in device_ms.items())
-        + " in process on this CPU, batch 32 (on a GPU a few microseconds of device time).",
+        + " in process on this CPU, batch 32; on a GPU that is device time, not measured here "
+        "(tools/gpu_device_check.py measures the training img/s it gives).",
         "",
         "| stage | ms / sample |",
         "|---|---|",

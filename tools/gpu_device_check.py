@@ -171,7 +171,8 @@ def metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def pipeline_phase(args: argparse.Namespace, work: Path, util: UtilSampler, log: Log, seconds: float) -> dict[str, Any]:
     """stnet_1s img/s and GPU utilisation, DataLoader pipeline against the device pipeline."""
-    out: dict[str, Any] = {"model": "stnet_1s", "workers": args.workers, "batch": args.batch, "seconds_each": seconds}
+    out: dict[str, Any] = {"model": "stnet_1s", "num_workers": args.workers, "batch": args.batch,
+                           "seconds_each": seconds}
     for mode in ("workers", "device"):
         run_dir = work / f"pipeline_{mode}"
         # short epochs, many of them: the median epoch after the first (worker start, cuDNN tuning)
@@ -286,6 +287,10 @@ def inference_phase(args: argparse.Namespace, log: Log, deadline: float) -> dict
     return {"rows": rows, "amp": str(amp), "device": str(device), "input_size": [h, w], "cut_short": False}
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
 def write_md(summary: dict[str, Any], path: Path) -> None:
     L = [f"# Device check ({summary['env'].get('gpu') or 'CPU rehearsal'})", "",
          f"torch {summary['env']['torch']}, Python {summary['env']['python']}, {summary['env']['cpus']} CPUs; "
@@ -293,7 +298,7 @@ def write_md(summary: dict[str, Any], path: Path) -> None:
     p = summary.get("pipeline")
     if p:
         size = "x".join(str(v) for v in summary["claim"]["input_size"])
-        L += [f"## Training pipeline (stnet_1s {size}, batch {p['batch']}, {p['workers']} workers)", "",
+        L += [f"## Training pipeline (stnet_1s {size}, batch {p['batch']}, {p['num_workers']} workers)", "",
               "| pipeline | img/s (median epoch) | GPU util mean / median % | GPU MiB |", "|---|---|---|---|"]
         for mode in ("workers", "device"):
             r = p[mode]
@@ -307,10 +312,10 @@ def write_md(summary: dict[str, Any], path: Path) -> None:
               "| model | epochs | img/s | final PCK@0.2 | best | train min |", "|---|---|---|---|---|---|"]
         for m in ("stnet_1s", "hrnet_w32"):
             r = c[m]
-            L.append(f"| {m} | {r['epochs']} | {r['img_per_s_median']} | {r['final_pck']} | {r['best_pck']} | "
-                     f"{r['train_minutes']} |")
+            L.append(f"| {m} | {r['epochs']} | {r['img_per_s_median']} | {_pct(r['final_pck'])} | "
+                     f"{_pct(r['best_pck'])} | {r['train_minutes']} |")
         L += ["", "| epoch | stnet_1s | hrnet_w32 |", "|---|---|---|"]
-        L += [f"| {r['epoch']} | {r['stnet_1s']:.4f} | {r['hrnet_w32']:.4f} |" for r in c["pck_at_equal_epochs"]]
+        L += [f"| {r['epoch']} | {_pct(r['stnet_1s'])} | {_pct(r['hrnet_w32'])} |" for r in c["pck_at_equal_epochs"]]
         L.append("")
     i = summary.get("inference")
     if i and i.get("rows"):
@@ -318,11 +323,13 @@ def write_md(summary: dict[str, Any], path: Path) -> None:
         L += [f"## Inference {size} ({i['amp']} autocast, channels-last), ms per batch / img/s", "",
               "| model | path | " + " | ".join(f"b{b}" for b in sorted({r['batch'] for r in i['rows']})) + " |",
               "|---|---|" + "---|" * len({r['batch'] for r in i['rows']})]
-        keys = sorted({(r["model"], r["requested"]) for r in i["rows"]}, key=lambda k: (k[0], k[1] != "eager"))
-        for m, mode in keys:
-            cells = [f"{r['ms_per_batch']:.2f} ms / {r['img_per_s']:.0f}" for r in i["rows"]
+        keys = sorted({(r["model"], r["requested"], r["path"]) for r in i["rows"]},
+                      key=lambda k: (k[0], k[1] != "eager"))
+        for m, mode, ran in keys:
+            cells = [f"{r['ms_per_batch']:.2f} ms / {r['img_per_s']:.1f}" for r in i["rows"]
                      if r["model"] == m and r["requested"] == mode]
-            L.append(f"| {m} | {mode} | " + " | ".join(cells) + " |")
+            label = mode if ran == mode else f"{mode} (ran {ran}: no CUDA)"
+            L.append(f"| {m} | {label} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(L) + "\n")
 
 
