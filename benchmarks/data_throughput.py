@@ -10,9 +10,15 @@ standard augmentation (flip, scale 0.25, rotation 30 p 0.6, half-body 0.3) and U
                 batch (workers spawned and primed), ``pin_memory`` off (no GPU here)
   workers_N_uint8  the same with ``normalize=False`` (uint8 crops; normalise on the GPU with
                 ``stnet.data.normalize_batch``): a quarter of the image bytes to move
+  workers_N_device the device pipeline (``runtime.augment_on: device``): workers only read,
+                decode and draw; the warp and targets are ``device_ms_per_sample`` on the
+                training device (timed here on this CPU, in process, batch 32)
+  cache_*       the same from a crop cache (``stnet cache --resolution 0.625 --quality 75``:
+                160x120 JPEG crops, what tools/gpu_device_check.sh carries to a lent GPU) of the
+                first ``--samples`` training persons
 
     python benchmarks/data_throughput.py [--root ../shared/data/lspet] [--samples 2048]
-                                          [--workers 1 2]
+                                          [--workers 1 2] [--repeat 3]
 
 Writes benchmarks/results/data_throughput.json and data_throughput.md.
 """
@@ -23,15 +29,21 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from stnet.cpuinfo import cpu_info
 from stnet.data import build_dataloader, build_dataset, preset_config
 from stnet.data.augment import sample_crop_params
+from stnet.data.config import DataConfig
+from stnet.data.crop_cache import build_crop_cache
 from stnet.data.dataset import normalize_image
+from stnet.data.deferred import collate_deferred
+from stnet.data.device_augment import DeviceAugment
 from stnet.data.records import read_image
 from stnet.data.transforms import flip_image, flip_keypoints, get_warp_matrix, warp_image, affine_points
 
@@ -68,6 +80,17 @@ def time_stages(ds, n: int) -> dict[str, float]:
     return {k: 1000 * v / n for k, v in t.items()}
 
 
+def device_side_ms(ds, batch: int, rounds: int = 4) -> float:
+    """Milliseconds per sample of :class:`DeviceAugment` on this CPU (in process, one thread)."""
+    transform = DeviceAugment.from_dataset(ds)
+    b = collate_deferred([ds[i] for i in range(batch)])
+    transform(b, torch.device("cpu"))
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        transform(b, torch.device("cpu"))
+    return 1000 * (time.perf_counter() - t0) / (rounds * batch)
+
+
 def in_process(ds, n: int) -> float:
     ds[0]
     t0 = time.perf_counter()
@@ -99,7 +122,8 @@ def through_loader(ds, workers: int, n: int, batch: int) -> tuple[float, float]:
     counted = _Counted(ds)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     loader = build_dataloader(counted, batch_size=batch, train=True, num_workers=workers,
-                              pin_memory=False, persistent_workers=False, prefetch_factor=4)
+                              pin_memory=False, persistent_workers=False, prefetch_factor=4,
+                              collate_fn=collate_deferred if getattr(ds, "defer_warp", False) else None)
     it = iter(loader)
     next(it)  # spawn + warm-up, not timed
     got = 0
@@ -155,7 +179,32 @@ def main() -> None:
     ds_u8 = build_dataset(preset_config("lsp", args.root, "train", input_size=(256, 192), normalize=False))
     for w in args.workers:
         measure(f"workers_{w}_uint8", lambda w=w: through_loader(ds_u8, w, args.samples, args.batch))
+    ds_dev = build_dataset(cfg)
+    ds_dev.defer_warp = True
+    for w in args.workers:
+        measure(f"workers_{w}_device", lambda w=w: through_loader(ds_dev, w, args.samples, args.batch))
+    device_ms = {"lspet": device_side_ms(ds_dev, args.batch)}
+    # The crop cache a lent GPU trains from (tools/gpu_device_check.sh).
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache.npz"
+        build_crop_cache({"train": ds.records[: args.samples]}, ds.skeleton, cache, input_size=(256, 192),
+                         resolution=0.625, quality=75, progress=False)
+        ccfg = DataConfig(kind="cache", ann_file=str(cache), skeleton="lsp14", input_size=(256, 192),
+                          augment=cfg.augment, split="train")
+        ds_c = build_dataset(ccfg)
+        ds_c_dev = build_dataset(ccfg)
+        ds_c_dev.defer_warp = True
+        for w in args.workers:
+            measure(f"cache_workers_{w}", lambda w=w: through_loader(ds_c, w, args.samples, args.batch))
+            measure(f"cache_workers_{w}_device", lambda w=w: through_loader(ds_c_dev, w, args.samples, args.batch))
+        device_ms["cache"] = device_side_ms(ds_c_dev, args.batch)
+    print("device side on this CPU (ms/sample):", {k: round(v, 3) for k, v in device_ms.items()})
     rates = {k: max(v) for k, v in runs.items()}
+    ratios = {f"{base}_{w}": round(cpu_ms[f"{base}_{w}"] / cpu_ms[f"{base}_{w}_device"], 2)
+              for base in ("workers", "cache_workers") for w in args.workers}
+    print("worker CPU time, CPU pipeline / device pipeline:", ratios)
     load_after = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
     # Per-worker capacity on a dedicated core: 1000 / worker CPU ms per sample (wall-clock rates
@@ -176,10 +225,12 @@ def main() -> None:
         "samples_per_s_all_runs": {k: [round(x, 1) for x in v] for k, v in runs.items()},
         "worker_cpu_ms_per_sample": {k: round(v, 3) for k, v in cpu_ms.items()},
         "per_worker_capacity_samples_per_s": round(per_worker, 1),
+        "worker_cpu_ratio_cpu_over_device_pipeline": ratios,
+        "device_side_ms_per_sample_on_this_cpu": {k: round(v, 3) for k, v in device_ms.items()},
         "load_average_1min": {"before": load_before, "after": load_after},
         "target": {"train_img_per_s": 1000, "workers": 16, "needed_per_worker": need,
                    "headroom_per_worker": round(per_worker / need, 1)},
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "machine": {"cpu_count": os.cpu_count(), "processor": cpu_info().model or platform.machine(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "opencv": cv2.__version__},
     }
@@ -188,7 +239,7 @@ def main() -> None:
     lines = [
         "# Data pipeline throughput (LSP-Extended, 256x192, UDP targets)",
         "",
-        f"`python benchmarks/data_throughput.py` on {os.cpu_count()} CPU core(s) "
+        f"`python benchmarks/data_throughput.py {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPU core(s) "
         f"({result['machine']['processor']}), torch {torch.__version__}, OpenCV {cv2.__version__}.",
         "One sample = JPEG read+decode, half-body/scale/rotation/flip augmentation, affine warp to "
         "256x192, UDP heatmap encode (14 x 64x48), ImageNet normalisation; DataLoader rows include "
@@ -203,6 +254,16 @@ def main() -> None:
         "|---|---|---|",
     ] + [f"| {k.replace('_', ' ')} | {v:.0f} | {cpu_ms[k]:.2f} |" if k in cpu_ms
          else f"| {k.replace('_', ' ')} | {v:.0f} | - |" for k, v in rates.items()] + [
+        "",
+        "Device pipeline (`runtime.augment_on: device`, rows ending in `device`): the workers only "
+        "read, decode and draw the augmentation; worker CPU time per sample is "
+        + ", ".join(f"{v}x lower ({'crop cache' if k.startswith('cache') else 'JPEG folder'}, "
+                    f"{k.rsplit('_', 1)[1]} worker(s))" for k, v in ratios.items())
+        + ". JPEG decoding stays in the workers, so the gain is smallest where decoding dominates. "
+        "The warp, targets and normalisation then cost "
+        + ", ".join(f"{v:.2f} ms/sample ({k})" for k, v in device_ms.items())
+        + " in process on this CPU, batch 32; on a GPU that is device time, not measured here "
+        "(tools/gpu_device_check.py measures the training img/s it gives).",
         "",
         "| stage | ms / sample |",
         "|---|---|",

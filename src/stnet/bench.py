@@ -4,7 +4,8 @@ Backends: PyTorch eager (as built), eager with BatchNorm folded, folded + channe
 (``optimize_for_inference``, what ``PoseEstimator``'s torch backend runs), onnxruntime (CPU
 execution provider) and OpenVINO in f32 and bf16 (:class:`stnet.backends.openvino.OpenVINOBackend`,
 the object ``PoseEstimator(..., backend="openvino")`` calls), on CPU; on a CUDA device also eager /
-folded on the GPU and onnxruntime's CUDA provider when installed. Latency is reported at batch 1
+folded on the GPU, the folded model replayed as a CUDA graph (``cuda_graph``, the fast path of
+:mod:`stnet.backends.fast_cuda`) and onnxruntime's CUDA provider when installed. Latency is reported at batch 1
 and throughput at larger batches (default 8 and 32), at one or several input sizes. Runs are
 interleaved (one repetition of every configuration of every size per round) so that load from
 other processes hits every configuration alike; medians over rounds are reported, with two kinds
@@ -33,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .backends.fast_cuda import FastRunner
 from .cpuinfo import cpu_info
 from .export import export_onnx, ort_session
 from .io import write_text
@@ -124,9 +126,13 @@ def _cuda_runners(case: _Case) -> None:
             return out
         return run
 
+    # the small-batch fast path TorchBackend takes on CUDA (stnet.backends.fast_cuda)
+    graphed = FastRunner(gf, "cuda", "graph", bucket=False)
+    case.diff("cuda_graph", graphed(gin[case.batches[0]]))
     for b in case.batches:
         case.add("cuda_eager", b, sync(functools.partial(gm, gin[b])))
         case.add("cuda_folded", b, sync(functools.partial(gf, gin[b])))
+        case.add("cuda_graph", b, sync(functools.partial(graphed, gin[b])))
 
 
 def _onnx_file(case: _Case, tmp: Path) -> Path:

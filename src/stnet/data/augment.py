@@ -14,7 +14,8 @@ from .config import AugmentConfig
 from .skeletons import Skeleton
 from .transforms import fix_aspect_ratio
 
-__all__ = ["CropParams", "sample_crop_params", "half_body_region", "color_jitter"]
+__all__ = ["CropParams", "sample_crop_params", "half_body_region", "color_jitter", "ColorJitterParams",
+           "sample_color_jitter", "apply_color_jitter"]
 
 
 @dataclass
@@ -85,25 +86,57 @@ def sample_crop_params(center: np.ndarray, scale: np.ndarray, keypoints: np.ndar
     return CropParams(center=c, scale=s, rotation=rot, flip=flip, half_body=half)
 
 
-def color_jitter(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Random brightness, contrast, saturation (in random order) and hue on an RGB uint8 crop."""
-    img = image.astype(np.float32)
-    ops = rng.permutation(3)
+@dataclass
+class ColorJitterParams:
+    """One draw of :func:`color_jitter`: the order of brightness (0), contrast (1) and saturation
+    (2), their factors, and the hue shift in OpenCV hue units (0..179 wraps)."""
+
+    order: tuple[int, ...]
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    hue_shift: int | None = None  # None: no HSV round trip (hue jitter off)
+
+
+def sample_color_jitter(cfg: AugmentConfig, rng: np.random.Generator) -> ColorJitterParams:
+    """The random draws of :func:`color_jitter`, in the order it makes them; drawing them apart
+    from the pixels lets the device pipeline (:mod:`stnet.data.device_augment`) apply the very
+    same jitter on the GPU."""
+    ops = tuple(int(o) for o in rng.permutation(3))
+    p = ColorJitterParams(order=ops)
     for op in ops:
         if op == 0 and cfg.brightness > 0:
-            img *= rng.uniform(1 - cfg.brightness, 1 + cfg.brightness)
+            p.brightness = float(rng.uniform(1 - cfg.brightness, 1 + cfg.brightness))
         elif op == 1 and cfg.contrast > 0:
-            mean = float((img @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
-            a = rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)
-            img = img * a + mean * (1 - a)
+            p.contrast = float(rng.uniform(1 - cfg.contrast, 1 + cfg.contrast))
         elif op == 2 and cfg.saturation > 0:
-            gray = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-            a = rng.uniform(1 - cfg.saturation, 1 + cfg.saturation)
-            img = img * a + gray * (1 - a)
-    out = np.clip(img, 0, 255).astype(np.uint8)
+            p.saturation = float(rng.uniform(1 - cfg.saturation, 1 + cfg.saturation))
     if cfg.hue > 0:
+        p.hue_shift = int(round(rng.uniform(-cfg.hue, cfg.hue) * 180))  # OpenCV hue is 0..179
+    return p
+
+
+def color_jitter(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random brightness, contrast, saturation (in random order) and hue on an RGB uint8 crop."""
+    return apply_color_jitter(image, sample_color_jitter(cfg, rng))
+
+
+def apply_color_jitter(image: np.ndarray, p: ColorJitterParams) -> np.ndarray:
+    """:func:`color_jitter` with given draws."""
+    img = image.astype(np.float32)
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    for op in p.order:
+        if op == 0 and p.brightness != 1.0:
+            img *= p.brightness
+        elif op == 1 and p.contrast != 1.0:
+            mean = float((img @ luma).mean())
+            img = img * p.contrast + mean * (1 - p.contrast)
+        elif op == 2 and p.saturation != 1.0:
+            gray = (img @ luma)[..., None]
+            img = img * p.saturation + gray * (1 - p.saturation)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if p.hue_shift is not None:
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
-        shift = int(round(rng.uniform(-cfg.hue, cfg.hue) * 180))  # OpenCV hue is 0..179
-        hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + p.hue_shift) % 180).astype(np.uint8)
         out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)  # type: ignore[assignment]
     return out

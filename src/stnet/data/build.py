@@ -148,13 +148,14 @@ class EpochTaggedDistributedSampler(DistributedSampler):
 def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = True,
                      num_workers: int = 4, pin_memory: bool | None = None, seed: int = 0,
                      drop_last: bool | None = None, persistent_workers: bool | None = None,
-                     prefetch_factor: int | None = None) -> DataLoader:
+                     prefetch_factor: int | None = None, collate_fn: Any = None) -> DataLoader:
     """DataLoader with the usual top-down settings.
 
     Uses a ``DistributedSampler`` (shuffled for training, seeded with ``seed``) when
     ``torch.distributed`` is initialised; call ``loader.sampler.set_epoch(epoch)`` each epoch
     then. Pinned memory defaults to "a CUDA device is present"; the last incomplete batch is
-    dropped for training only.
+    dropped for training only. ``collate_fn``: None for the default (``collate_deferred`` for a
+    dataset with ``defer_warp``).
     """
     import torch.distributed as dist
 
@@ -181,7 +182,7 @@ def build_dataloader(dataset: Dataset, *, batch_size: int = 32, train: bool = Tr
         if prefetch_factor is not None:
             kwargs["prefetch_factor"] = prefetch_factor
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, drop_last=drop_last, **kwargs)
+                      pin_memory=pin_memory, drop_last=drop_last, collate_fn=collate_fn, **kwargs)
 
 
 def build_loader(cfg: DataConfig, train: bool | None = None, *, seed: int = 0) -> DataLoader:

@@ -157,9 +157,14 @@ class _Cache:
 
     @classmethod
     def get(cls, path: str | os.PathLike) -> "_Cache":
+        hit = cls._open.get(str(path))  # per item: skip resolve()'s system calls when the path was seen
+        if hit is not None:
+            return hit
         key = str(Path(path).resolve())
         if key not in cls._open:
             cls._open[key] = cls(Path(path))
+        if os.path.isabs(path):  # a relative name may mean another file after a chdir
+            cls._open[str(path)] = cls._open[key]
         return cls._open[key]
 
     def decode(self, i: int) -> np.ndarray:
@@ -289,7 +294,7 @@ class CropCacheDataset(TopDownDataset):
     def __init__(self, cache_path: str | os.PathLike, records: list[PersonRecord], skeleton: Skeleton,
                  **kwargs: Any) -> None:
         super().__init__(records, skeleton, **kwargs)
-        self.cache_path = Path(cache_path)
+        self.cache_path = Path(cache_path).absolute()
 
     def read(self, rec: PersonRecord) -> np.ndarray:
         return _Cache.get(self.cache_path).decode(int(rec.extra["cache_row"]))

@@ -131,6 +131,9 @@ class TopDownDataset(Dataset):
             raise ValueError("TopDownDataset: test_scales is for evaluation; it cannot be combined with augmentation")
         if self.test_scales and min(self.test_scales) <= 0:
             raise ValueError(f"TopDownDataset: test_scales must be positive, got {self.test_scales}")
+        # Set by the trainer for the device pipeline (stnet.data.device_augment): items then hold
+        # the decoded pixels and the draws, and the warp and targets are made on the device.
+        self.defer_warp = False
         self.epoch = 0
         self.num_bad_images = 0  # per process: each DataLoader worker counts its own
         self._rng: np.random.Generator | None = None
@@ -232,6 +235,11 @@ class TopDownDataset(Dataset):
             params = sample_crop_params(center, scale, rec.keypoints, rec.visibility, self.skeleton,
                                         self.augment, self.aspect_ratio,
                                         rng if rng is not None else self.rng_for(index))
+        if self.defer_warp:  # the device pipeline warps and encodes; draw the jitter as below
+            from .deferred import color_row, deferred_item
+
+            color = color_row(self.augment, rng if rng is not None else self.rng_for(index))
+            return deferred_item(self.input_size, self.unbiased, rec, image, params, color, index, valid)
         mat = get_warp_matrix(params.center, params.scale, params.rotation, self.input_size,
                               unbiased=self.unbiased)
         crop = warp_image(image, mat, self.input_size)

@@ -154,6 +154,10 @@ class RuntimeConfig:
     ``output_dir`` is the run directory (default ``runs/<recipe name>``).
     ``limit_train``/``limit_val`` keep only the first N person records (smoke runs, overfit checks);
     ``max_iters_per_epoch`` cuts epochs short.
+    ``augment_on``: where the training crops are warped and their targets drawn: ``workers`` (the
+    DataLoader workers, the CPU pipeline), ``device`` (workers only read and decode; warp, flip,
+    colour jitter, targets and normalisation run batched on the training device, see
+    :mod:`stnet.data.device_augment`), ``auto`` = ``device`` on CUDA, else ``workers``.
     """
 
     device: str = "auto"
@@ -174,6 +178,7 @@ class RuntimeConfig:
     limit_val: int | None = None
     max_iters_per_epoch: int | None = None
     tensorboard: bool = True
+    augment_on: Literal["auto", "workers", "device"] = "auto"
 
 
 def _coco_split(split: str) -> DataConfig:

@@ -43,7 +43,8 @@ CHANGES_NAME = "config_changes.yaml"
 #: bit-identical to an uninterrupted one (they are recorded like every change).
 RESUME_MAY_CHANGE = ("name", "data_root", "eval.", "val.", "runtime.device", "runtime.workers",
                      "runtime.val_batch_size", "runtime.val_interval", "runtime.limit_val",
-                     "runtime.log_interval", "runtime.tensorboard", "runtime.output_dir")
+                     "runtime.log_interval", "runtime.tensorboard", "runtime.output_dir",
+                     "runtime.augment_on")  # the same draws either way, pixels within a grey level
 
 
 #: Files that make a folder a run: a training that does not resume refuses a folder holding one.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
+from stnet.data.device_augment import DeviceAugment, collate_deferred, use_device_augment
 from stnet.hub import load_state
 from stnet.models import all_stages
 
@@ -51,9 +52,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: HeatmapLoss,
                     grad_clip: float | None = None, ema: ModelEMA | None = None,
                     intermediate_supervision: bool = False, max_iters: int | None = None,
                     show: bool = True, log_interval: int = 50, channels_last: bool = False,
-                    deadline: float | None = None) -> dict[str, float]:
+                    deadline: float | None = None,
+                    batch_transform: Callable[[dict, torch.device], dict] | None = None) -> dict[str, float]:
     """Train for one epoch; returns the mean loss (reduced across ranks), images/s and the last LR.
-    ``deadline`` (a ``time.perf_counter()`` value) ends the epoch early, between two steps."""
+    ``deadline`` (a ``time.perf_counter()`` value) ends the epoch early, between two steps.
+    ``batch_transform(batch, device)`` makes the model's batch from the loader's (the device
+    pipeline, :class:`~stnet.data.device_augment.DeviceAugment`)."""
     model.train()
     total = len(loader) if max_iters is None else min(len(loader), int(max_iters))
     progress = Progress(loader, total, f"epoch {epoch + 1}", enabled=show, log_interval=log_interval)
@@ -62,6 +66,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: HeatmapLoss,
     for batch in progress:
         if deadline is not None and deadline_passed(deadline, device):
             break
+        if batch_transform is not None:
+            batch = batch_transform(batch, device)
         images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
         target = batch["heatmaps"].to(device, non_blocking=True)
         weight = batch["target_weight"].to(device, non_blocking=True)
@@ -148,6 +154,8 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
         info.say(f"resumed from {ckpt_path}: epoch {run.start_epoch}, iteration {run.iteration}")
     # Before anything is written: a recipe that cannot validate fails now, not after an epoch.
     check_before_training(cfg, info, run, train_ds, val_loader.dataset)
+    # After the check, which reads plain items: the workers fork at the first epoch and copy this.
+    train_ds.defer_warp = train_loader.collate_fn is collate_deferred
     run.plan.start_clock()
     if info.is_main:
         write_run_config(cfg.run_dir, config_to_dict(cfg), state, changes)
@@ -200,8 +208,12 @@ def _build_loaders(cfg: TrainConfig, info: DistInfo) -> tuple[DataLoader, DataLo
     """Train and val loaders, and the optimizer steps per epoch."""
     rt = cfg.runtime
     train_ds, val_ds = build_datasets(cfg)
+    device_aug = use_device_augment(rt.augment_on, info.device)
+    if device_aug:
+        info.say(f"runtime.augment_on={rt.augment_on}: crops warped and targets drawn on {info.device}")
     train_loader = build_dataloader(train_ds, batch_size=rt.batch_size, train=True, num_workers=rt.workers,
-                                    seed=rt.seed, persistent_workers=True)
+                                    seed=rt.seed, persistent_workers=True,
+                                    collate_fn=collate_deferred if device_aug else None)
     val_loader = build_dataloader(val_ds, batch_size=rt.val_batch_size or rt.batch_size, train=False,
                                   num_workers=rt.workers, persistent_workers=True)
     iters_per_epoch = len(train_loader)
@@ -228,7 +240,9 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_lo
                             device=info.device, epoch=epoch, amp=run.amp, grad_clip=rt.grad_clip, ema=run.ema,
                             intermediate_supervision=cfg.loss.intermediate_supervision,
                             max_iters=rt.max_iters_per_epoch, show=info.is_main, log_interval=rt.log_interval,
-                            channels_last=rt.channels_last, deadline=plan.deadline(reserve))
+                            channels_last=rt.channels_last, deadline=plan.deadline(reserve),
+                            batch_transform=DeviceAugment.from_dataset(train_loader.dataset)  # type: ignore[arg-type]
+                            if getattr(train_loader.dataset, "defer_warp", False) else None)
     if stats["iters"] == 0:
         _stop_between_epochs(cfg, info, run, epoch, val_loader, logger, previous)
         return val_s, None
