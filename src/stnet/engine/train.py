@@ -156,6 +156,8 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
              f"amp {run.amp[1] if run.amp[0] else 'off'}")
     if state is not None and state.get("pending_validation"):
         _pending_validation(cfg, info, run, state, val_loader, logger)
+    elif state is not None and state.get("record") and info.is_main:
+        logger.log_epoch(state["record"])  # the kill may have come between the save and the log
     if run.plan.budget_s is not None:
         info.say(f"time budget {run.plan.budget_s / 60:.1f} min ({run.plan.elapsed_s / 60:.1f} used): the schedule "
                  f"spans {run.plan.epochs} epoch(s) until the first epoch is timed")
@@ -257,7 +259,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_lo
              + (f" | {run.metric_name} {record['metric']:.4f} (best {run.best:.4f})" if "metric" in record else "")
              + (f" | {plan.elapsed_s / 60:.1f}/{plan.budget_s / 60:.1f} min" if plan.budget_s else ""))
     if info.is_main:
-        save_run_state(cfg, run, epoch + 1, is_best)
+        save_run_state(cfg, run, epoch + 1, is_best, record=record)
         logger.log_epoch(record)
     if info.distributed:
         dist.barrier()
@@ -287,9 +289,9 @@ def _stop_between_epochs(cfg: TrainConfig, info: DistInfo, run: RunState, epoch:
         is_best = _validate(cfg, info, run, val_loader, previous)
         previous["val_time_s"] = time.perf_counter() - t1
         if info.is_main:
-            logger.log_epoch(previous)  # the same epoch again, now with its metric (the last row wins)
+            logger.log_epoch(previous)  # the same epoch again, now with its metric (it replaces the row)
     if info.is_main:  # last.pt records the final plan (planned_epochs == epoch)
-        save_run_state(cfg, run, epoch, is_best)
+        save_run_state(cfg, run, epoch, is_best, record=previous)
     if info.distributed:
         dist.barrier()
 
@@ -322,7 +324,7 @@ def _pending_validation(cfg: TrainConfig, info: DistInfo, run: RunState, state: 
     info.say(f"epoch {run.start_epoch} was saved before its validation finished; validating it now")
     is_best = _validate(cfg, info, run, val_loader, record)
     if info.is_main:
-        save_run_state(cfg, run, run.start_epoch, is_best)
+        save_run_state(cfg, run, run.start_epoch, is_best, record=record)
         logger.log_epoch(record)
     if info.distributed:
         dist.barrier()
