@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from stnet.io import atomic_write, write_text
+
 from ._common import gather_batches, score_on_main, to_jsonable, to_numpy
 
 __all__ = ["Evaluator", "Predictions"]
@@ -147,11 +149,12 @@ class Evaluator:
         """``predictions_raw.npz`` in ``output_dir`` (when set)."""
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.output_dir / "predictions_raw.npz", **data)  # type: ignore[arg-type]
+            with atomic_write(self.output_dir / "predictions_raw.npz") as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, **data)  # type: ignore[arg-type]
 
     def _save_metrics(self, metrics: dict[str, Any], report: dict[str, Any]) -> None:
         """``metrics.json`` (metrics and protocol report) in ``output_dir`` (when set)."""
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
-                json.dump(to_jsonable({"metrics": {**metrics, **self.skipped}, "protocol": report}), f, indent=2)
+            write_text(self.output_dir / "metrics.json",
+                       json.dumps(to_jsonable({"metrics": {**metrics, **self.skipped}, "protocol": report}), indent=2))

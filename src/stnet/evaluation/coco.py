@@ -24,6 +24,8 @@ from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 
+from stnet.io import write_text
+
 from ._common import to_numpy as _np
 from .base import Evaluator, Predictions
 from .metrics import rescore
@@ -462,7 +464,7 @@ class CocoEvaluator(Evaluator):
         self._save_raw(data)
         if self.output_dir is not None:
             # dumps + one write: json.dump streams through the pure-Python encoder (~4x slower).
-            (self.output_dir / self.results_name).write_text(json.dumps(results), encoding="utf-8")
+            write_text(self.output_dir / self.results_name, json.dumps(results))
             report["results_file"] = str(self.output_dir / self.results_name)
 
         if self.format_only:
