@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 from stnet.hub import load_state
-from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_text
+from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_error, write_text
 
 from .config import _flatten
 
@@ -74,6 +74,15 @@ class RunLock:
             return {}  # a lock cut short by a kill while it was written: nobody's
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except OSError as e:  # a full, read-only or forbidden run folder: one line, not a traceback
+            failed = write_error(e, self.path)
+            if failed is None or failed is e:
+                raise
+            raise failed from None
+
+    def _acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(3):
@@ -94,8 +103,12 @@ class RunLock:
                 except FileNotFoundError:
                     pass
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(me, f)
+            except OSError:
+                self.path.unlink(missing_ok=True)  # an empty lock would be nobody's anyway
+                raise
             self.held = True
             return
         raise RunLockedError(f"could not lock {self.path}: another training keeps taking it")
@@ -104,7 +117,10 @@ class RunLock:
         if self.held:
             self.held = False
             if self._owner().get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
+                try:
+                    self.path.unlink(missing_ok=True)
+                except OSError:  # the folder turned read-only: the lock stays, and is stale once we exit
+                    pass
 
     def __enter__(self) -> RunLock:
         self.acquire()

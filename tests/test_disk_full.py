@@ -1,0 +1,229 @@
+"""Disk full and read-only, for real (issue 28 item 3): every command that writes files is run
+against a small tmpfs, once with room (its outputs are kept), then again with the file system
+filled to the last byte or remounted read-only. Each must fail with one line naming the file
+(no traceback) and leave the files of the first run intact and no temporary file behind.
+
+Mounting needs root (CAP_SYS_ADMIN); elsewhere the tests are skipped with the reason. As
+non-root, ``unshare -rm`` (a user + mount namespace) would allow the mount too, but the code under
+test would then have to run inside that namespace, in a subprocess."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from stnet.cli import main as stnet_main
+from stnet.engine.checkpoint import load_checkpoint
+from helpers.synthetic import make_synthetic_coco
+from test_engine_train import recipe
+
+FAST = ["--set", "runtime.max_iters_per_epoch=1", "--set", "eval.flip_test=false"]
+
+
+class SmallFS:
+    """A size-limited tmpfs mounted at ``root``: ``fill()`` takes every free byte, ``free()``
+    gives them back, ``read_only()`` / ``writable()`` remount it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.filler = root / "filler"
+
+    def _mount(self, *args: str) -> None:
+        r = subprocess.run(["mount", *args, str(self.root)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for chunk in (b"\0" * (1 << 20), b"\0" * 4096, b"\0"):
+                while True:
+                    try:
+                        os.write(fd, chunk)
+                    except OSError as e:
+                        assert e.errno == errno.ENOSPC, e
+                        break
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def read_only(self) -> None:
+        self._mount("-o", "remount,ro")
+
+    def writable(self) -> None:
+        self._mount("-o", "remount,rw")
+
+
+@pytest.fixture
+def small_fs(tmp_path) -> Iterator[Callable[[int], SmallFS]]:
+    """``small_fs(megabytes)`` mounts a tmpfs of that size (unmounted after the test)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(megabytes: int) -> SmallFS:
+        root = tmp_path / f"fs{len(mounted)}"
+        root.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(root)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+        mounted.append(root)
+        return SmallFS(root)
+
+    yield mount
+    for root in mounted:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """A tiny trained run (on the ordinary disk) to evaluate, pack, export and predict with."""
+    root = tmp_path_factory.mktemp("df")
+    make_synthetic_coco(root / "syn", num_images=6, image_size=(80, 64))
+    cfg = recipe(root, root / "syn", root / "run", epochs=1)
+    assert stnet_main(["train", str(cfg), *FAST]) == 0
+    return {"root": root, "syn": root / "syn", "cfg": cfg, "ckpt": root / "run" / "best.pt"}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "filler"}
+
+
+def _one_line_error(rc: int, err: str, command: str, *, what: str) -> None:
+    assert rc == 2, err
+    lines = err.strip().splitlines()  # progress notes may come first
+    assert lines[-1].startswith(f"stnet {command}: error: ") and what in lines[-1], err
+    assert not any(k in line for line in lines[:-1] for k in ("error", "skipped", "Traceback")), err
+
+
+def _no_temp_files(folder: Path) -> None:
+    assert [p for p in folder.rglob(".*") if p.name != ".lock"] == []
+
+
+def refused_then_intact(fs: SmallFS, argv: list[str], capsys: Any, how: str) -> dict[str, bytes]:
+    """Run ``argv`` with room, then with ``fs`` full (``how="full"``) or read-only: one line, the
+    first run's files unchanged, no temporary file. Returns the first run's files."""
+    assert stnet_main(argv) == 0, capsys.readouterr().err
+    before = _snapshot(fs.root)
+    assert before, "the command wrote nothing under the small file system"
+    capsys.readouterr()
+    fs.fill() if how == "full" else fs.read_only()
+    try:
+        rc = stnet_main(argv)
+        err = capsys.readouterr().err
+    finally:
+        fs.free() if how == "full" else fs.writable()
+    _one_line_error(rc, err, argv[0], what="no space left on" if how == "full" else "read-only file system")
+    assert str(fs.root) in err
+    assert _snapshot(fs.root) == before
+    _no_temp_files(fs.root)
+    return before
+
+
+HOW = pytest.mark.parametrize("how", ["full", "read-only"])
+
+
+@HOW
+def test_training_checkpoints(trained, small_fs, capsys, monkeypatch, how):
+    """The disk fills up (or turns read-only) after epoch 1 was saved and logged: epoch 2's first
+    checkpoint write fails with one line, last.pt/best.pt/metrics of epoch 1 stay whole, and once
+    there is room again the run resumes and finishes."""
+    import stnet.engine.logger as logger
+
+    fs = small_fs(64)
+    out = fs.root / "run"
+    (trained["root"] / f"train_{how}").mkdir()
+    cfg = str(recipe(trained["root"] / f"train_{how}", trained["syn"], out, epochs=2))
+    real_log = logger.RunLogger.log_epoch
+
+    def log_then_break_the_disk(self: Any, record: dict[str, Any]) -> None:
+        real_log(self, record)
+        fs.fill() if how == "full" else fs.read_only()
+
+    monkeypatch.setattr(logger.RunLogger, "log_epoch", log_then_break_the_disk)
+    try:
+        rc = stnet_main(["train", cfg, *FAST])
+    finally:
+        monkeypatch.undo()
+        fs.free() if how == "full" else fs.writable()
+    err = capsys.readouterr().err
+    _one_line_error(rc, err, "train", what="no space left on" if how == "full" else "read-only file system")
+    assert f"{out / 'last.pt'}" in err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and load_checkpoint(out / "best.pt")["epoch"] == 1
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+    _no_temp_files(out)
+    assert not (out / ".lock").exists() or how == "read-only"  # a read-only folder keeps its lock file
+    assert stnet_main(["train", cfg, *FAST, "--resume", "auto"]) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+@HOW
+def test_resume_on_a_full_or_read_only_disk(trained, small_fs, capsys, how):
+    """Starting (resuming) a run in a folder that cannot be written is one line, nothing changes."""
+    fs = small_fs(64)
+    out = fs.root / "run"
+    (trained["root"] / f"resume_{how}").mkdir()
+    cfg = str(recipe(trained["root"] / f"resume_{how}", trained["syn"], out, epochs=2))
+    assert stnet_main(["train", cfg, *FAST, "--set", "schedule.epochs=1"]) == 0
+    capsys.readouterr()
+    before = _snapshot(fs.root)
+    fs.fill() if how == "full" else fs.read_only()
+    try:
+        rc = stnet_main(["train", cfg, *FAST, "--set", "schedule.epochs=1", "--resume", "auto"])
+        err = capsys.readouterr().err
+    finally:
+        fs.free() if how == "full" else fs.writable()
+    if how == "full" and rc == 0:  # nothing to train and nothing new to write: allowed to succeed
+        return
+    _one_line_error(rc, err, "train", what="no space left on" if how == "full" else "read-only file system")
+    assert _snapshot(fs.root) == before
+    _no_temp_files(fs.root)
+
+
+@HOW
+def test_eval_outputs(trained, small_fs, capsys, how):
+    fs = small_fs(16)
+    refused_then_intact(fs, ["eval", str(trained["cfg"]), "--checkpoint", str(trained["ckpt"]), "--output-dir",
+                             str(fs.root / "ev"), *FAST], capsys, how)
+
+
+@HOW
+def test_crop_cache(trained, small_fs, capsys, how):
+    fs = small_fs(16)
+    refused_then_intact(fs, ["cache", str(trained["cfg"]), "-o", str(fs.root / "crops.npz")], capsys, how)
+
+
+@HOW
+def test_pack(trained, small_fs, capsys, how):
+    fs = small_fs(48)
+    refused_then_intact(fs, ["pack", str(trained["ckpt"]), "--name", "tiny.syn_64x64", "--out-dir",
+                             str(fs.root / "w")], capsys, how)
+
+
+@HOW
+def test_export(trained, small_fs, capsys, how):
+    pytest.importorskip("onnx")
+    fs = small_fs(48)
+    refused_then_intact(fs, ["export", str(trained["ckpt"]), "-o", str(fs.root / "m.onnx"), "--no-check"],
+                        capsys, how)
+
+
+@HOW
+@pytest.mark.xfail(strict=True, reason="apps/predict.py reports every overlay that cannot be written as a skipped "
+                   "image ('skipped a.png: no space left on ...', one line per image) and goes on to the next, "
+                   "instead of stopping at the first failed write (the fix belongs to apps/predict.py, being "
+                   "restructured under issue 25)")
+def test_predict_outputs(trained, small_fs, capsys, how):
+    fs = small_fs(16)
+    out = fs.root / "out"
+    refused_then_intact(fs, ["predict", str(trained["syn"] / "images"), "--model", str(trained["ckpt"]),
+                             "--output-dir", str(out), "--json-out", str(out / "res.json"), "--no-progress"],
+                        capsys, how)
