@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,6 +20,7 @@ import pytest
 
 from stnet.cli import main as stnet_main
 from stnet.engine.checkpoint import load_checkpoint
+from stnet.io import DiskFullError, WriteError, atomic_write, write_text
 from helpers.synthetic import make_synthetic_coco
 from test_engine_train import recipe
 
@@ -181,8 +183,6 @@ def test_resume_on_a_full_or_read_only_disk(trained, small_fs, capsys, how):
         err = capsys.readouterr().err
     finally:
         fs.free() if how == "full" else fs.writable()
-    if how == "full" and rc == 0:  # nothing to train and nothing new to write: allowed to succeed
-        return
     _one_line_error(rc, err, "train", what="no space left on" if how == "full" else "read-only file system")
     assert _snapshot(fs.root) == before
     _no_temp_files(fs.root)
@@ -227,3 +227,27 @@ def test_predict_outputs(trained, small_fs, capsys, how):
     refused_then_intact(fs, ["predict", str(trained["syn"] / "images"), "--model", str(trained["ckpt"]),
                              "--output-dir", str(out), "--json-out", str(out / "res.json"), "--no-progress"],
                         capsys, how)
+
+
+def test_write_errors_without_a_mount(tmp_path, monkeypatch):
+    """What the mounts above show, where no file system can be mounted: a refused temporary file
+    is a WriteError naming the destination; an error that only says "No space left on device" in
+    its text (safetensors) is a DiskFullError; an error about another file passes unchanged."""
+    def refused(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".x.json.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(WriteError, match=rf"^cannot write {tmp_path / 'x.json'}: read-only file system /"):
+        write_text(tmp_path / "x.json", "{}")
+    monkeypatch.undo()
+
+    class SafetensorError(Exception):
+        pass
+
+    with pytest.raises(DiskFullError, match=rf"^no space left on /\S* writing {tmp_path / 'w.safetensors'}$"):
+        with atomic_write(tmp_path / "w.safetensors"):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    with pytest.raises(PermissionError):  # reading another folder's file is not a failed write
+        with atomic_write(tmp_path / "out" / "y.bin"):
+            raise PermissionError(errno.EACCES, "Permission denied", "/elsewhere/input.jpg")
+    assert [p.name for p in tmp_path.rglob("*")] == ["out"]  # no temporary file left

@@ -45,7 +45,13 @@ def load_lsp_joints(mat_file: str | Path, num_keypoints: int = 14) -> tuple[np.n
     if "joints" not in mat:
         keys = [k for k in mat if not k.startswith("__")]
         raise ValueError(f"{path}: no 'joints' array (found {keys})")
-    j = np.asarray(mat["joints"], dtype=np.float64)
+    try:
+        j = np.asarray(mat["joints"], dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):  # text, a cell or struct array
+        raise ValueError(f"{path}: 'joints' must be a numeric array, got {mat['joints'].dtype} "
+                         f"{mat['joints'].shape}") from None
+    if not np.all(np.isfinite(j)):
+        raise ValueError(f"{path}: 'joints' holds non-finite values (NaN or inf)")
     k = num_keypoints
     if j.ndim == 3 and j.shape[:2] == (k, 3):
         kps, vis = j[:, :2, :].transpose(2, 0, 1), (j[:, 2, :].T > 0)
