@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
 from stnet.hub import load_state
+from stnet.io import WriteError
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast
@@ -124,6 +125,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
         return _locked_train(cfg, info, state, ckpt_path, changes)
     except FloatingPointError as e:
         raise FloatingPointError(f"{e}; {saved_note(cfg.run_dir)}") from None
+    except WriteError as e:  # a full or read-only disk: say what the run folder still holds
+        e.strerror = f"{e.strerror}; {saved_note(cfg.run_dir)}"
+        raise
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"training stopped; {saved_note(cfg.run_dir)}") from None
     finally:
