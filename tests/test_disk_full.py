@@ -86,12 +86,19 @@ def small_fs(tmp_path) -> Iterator[Callable[[int], SmallFS]]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    """A tiny trained run (on the ordinary disk) to evaluate, pack, export and predict with."""
+    """Synthetic data, its recipe and a checkpoint of it (untrained weights; on the ordinary disk)
+    to evaluate, pack, export and predict with."""
+    from stnet.engine.checkpoint import save_checkpoint
+    from stnet.engine.config import config_to_dict, load_config
+    from stnet.engine.train import build_model
+
     root = tmp_path_factory.mktemp("df")
     make_synthetic_coco(root / "syn", num_images=6, image_size=(80, 64))
     cfg = recipe(root, root / "syn", root / "run", epochs=1)
-    assert stnet_main(["train", str(cfg), *FAST]) == 0
-    return {"root": root, "syn": root / "syn", "cfg": cfg, "ckpt": root / "run" / "best.pt"}
+    config = load_config(cfg)
+    ckpt = save_checkpoint({"model": build_model(config, 17).state_dict(), "config": config_to_dict(config),
+                            "epoch": 1, "iteration": 1, "best_metric": 0.0}, root / "run" / "best.pt")
+    return {"root": root, "syn": root / "syn", "cfg": cfg, "ckpt": ckpt}
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -192,7 +199,7 @@ def test_resume_on_a_full_or_read_only_disk(trained, small_fs, capsys, how):
     _no_temp_files(fs.root)
 
 
-@HOW
+@HOW_SLOW_RO
 def test_eval_outputs(trained, small_fs, capsys, how):
     fs = small_fs(16)
     refused_then_intact(fs, ["eval", str(trained["cfg"]), "--checkpoint", str(trained["ckpt"]), "--output-dir",
@@ -221,6 +228,7 @@ def test_export(trained, small_fs, capsys, how):
                         capsys, how)
 
 
+@pytest.mark.slow
 @HOW
 @pytest.mark.xfail(strict=True, reason="apps/predict.py reports every overlay that cannot be written as a skipped "
                    "image ('skipped a.png: no space left on ...', one line per image) and goes on to the next, "
