@@ -18,6 +18,7 @@ __all__ = ["load_mpii_records"]
 #: sit high, around the chest) and pad the region by 1.25.
 MPII_CENTER_SHIFT = 15.0
 MPII_SCALE_PADDING = 1.25
+MAX_COORD = 1e6
 
 
 def _short(value: Any) -> str:
@@ -31,8 +32,10 @@ def _numbers(where: str, field: str, value: Any, expected: str) -> np.ndarray:
         arr = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):  # text, ragged lists, objects, ints beyond float64
         raise ValueError(f"{where}: {field!r} must be {expected}, got {_short(value)}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: {field!r} must be {expected} (finite numbers), got {_short(value)}")
+    if not np.all(np.isfinite(arr)) or np.abs(arr).max(initial=0.0) > MAX_COORD:
+        # beyond MAX_COORD no pixel of any image, and float32 boxes would overflow
+        raise ValueError(f"{where}: {field!r} must be {expected} (finite, at most {MAX_COORD:g}), "
+                         f"got {_short(value)}")
     return arr
 
 
