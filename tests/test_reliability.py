@@ -375,7 +375,7 @@ def test_9_read_only_folder_is_one_line_naming_the_file(tmp_path: Path, monkeypa
     monkeypatch.setattr(tempfile, "mkstemp", denied)
     assert stnet_main(["plot", str(run)]) == 1
     assert _one_error_line(capsys.readouterr().err, "plot") == \
-        f"stnet plot: error: {run / 'curves.png'}: Permission denied"
+        f"stnet plot: error: cannot write {run / 'curves.png'}: permission denied"
 
 
 def test_9_any_oserror_from_a_command_is_one_line(monkeypatch, capsys):

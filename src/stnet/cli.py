@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from stnet.io import DiskFullError, os_error_line
+from stnet.io import WriteError, os_error_line
 
 # Modules providing `register(subparsers)`; each subcommand sets `func(args) -> int`.
 COMMAND_MODULES = (
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         # what was saved in the exception's message (stnet train: which epoch last.pt holds).
         print(f"{prefix} interrupted (Ctrl-C): {str(e) or 'files written so far are complete'}", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FloatingPointError, DiskFullError) as e:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FloatingPointError, WriteError) as e:
         # User errors get one clear line, not a traceback; STNET_DEBUG=1 shows the traceback.
         import os
 

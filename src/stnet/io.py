@@ -14,7 +14,10 @@ create (``0o666 & ~umask``, 0644 under the usual umask, instead of ``mkstemp``'s
 the destination and the folder is fsynced. On an exception the temporary file is removed and the
 destination is untouched: a kill at any moment leaves the old file or the new one, never half of one.
 A write that fails because the disk is full raises :class:`DiskFullError` ("no space left on DEVICE
-writing PATH") whatever the writer raised (torch reports it as "unexpected pos").
+writing PATH") whatever the writer raised (torch reports it as "unexpected pos", safetensors as its
+own error type); one refused by the file system (mounted read-only, no permission on the folder)
+raises :class:`WriteError` ("cannot write PATH: read-only file system MOUNT"). Both are
+:class:`WriteError`, which the CLI reports in one line.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Union
 
-__all__ = ["atomic_write", "write_bytes", "write_text", "DiskFullError", "TMP_PREFIX", "TMP_SUFFIX",
-           "OverwriteError", "refuse_overwrite", "same_file", "os_error_line"]
+__all__ = ["atomic_write", "write_bytes", "write_text", "WriteError", "DiskFullError", "write_error",
+           "TMP_PREFIX", "TMP_SUFFIX", "OverwriteError", "refuse_overwrite", "same_file", "os_error_line"]
 
 #: Temporary files of :func:`atomic_write` are ``.<name>.<random><suffix>`` next to the destination.
 TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
@@ -37,15 +40,46 @@ TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
 _NEARLY_FULL = 1 << 20
 
 
-class DiskFullError(OSError):
-    """A write that failed for lack of space; the message names the file system and the file."""
+#: errno values of a file system that refuses the write itself (not the data being written).
+_REFUSED = (errno.EROFS, errno.EACCES, errno.EPERM)
 
-    def __init__(self, path: str | os.PathLike) -> None:
+
+class WriteError(OSError):
+    """A file that could not be written; the message names the file, and the file system when it
+    is read-only. ``errno`` is the original one."""
+
+    def __init__(self, path: str | os.PathLike, code: int = errno.EROFS, message: str | None = None) -> None:
         self.path = Path(path)
-        super().__init__(errno.ENOSPC, f"no space left on {_mount_point(self.path.parent)} writing {self.path}")
+        if message is None:
+            reason = os.strerror(code).lower()
+            where = f" {_mount_point(self.path.parent)}" if code == errno.EROFS else ""
+            message = f"cannot write {self.path}: {reason}{where}"
+        super().__init__(code, message)
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class DiskFullError(WriteError):
+    """A write that failed for lack of space; the message names the file system and the file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        super().__init__(path, errno.ENOSPC, f"no space left on {_mount_point(path.parent)} writing {path}")
+
+
+def write_error(exc: BaseException, path: str | os.PathLike) -> WriteError | None:
+    """The :class:`WriteError` that ``exc``, raised while writing ``path``, stands for (a full disk,
+    a read-only or forbidden folder), or None when it is about something else."""
+    path = Path(path)
+    if isinstance(exc, WriteError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _REFUSED:
+        # only when it is about the file written (or its temporary file), not one the writer read
+        if exc.filename is None or path.is_relative_to(Path(exc.filename).parent):
+            return WriteError(path, exc.errno)
+        return None
+    return DiskFullError(path) if _disk_full(exc, path.parent) else None
 
 
 def _mount_point(folder: Path) -> str:
@@ -62,6 +96,8 @@ def _mount_point(folder: Path) -> str:
 
 def _disk_full(exc: BaseException, folder: Path) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if os.strerror(errno.ENOSPC) in str(exc):  # e.g. safetensors' own error type
         return True
     if isinstance(exc, (OSError, RuntimeError)):
         try:
@@ -104,9 +140,10 @@ def atomic_write(path: str | os.PathLike, *, suffix: str = TMP_SUFFIX) -> Iterat
         fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
     except (FileExistsError, NotADirectoryError):
         raise NotADirectoryError(errno.ENOTDIR, "a folder on this path is a file", str(path)) from None
-    except OSError as e:  # name the file asked for, not the temporary one (read-only folder, ...)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(path) from e
+    except OSError as e:  # name the file asked for, not the temporary one (read-only folder, full disk)
+        failed = write_error(e, path)
+        if failed is not None:
+            raise failed from e
         raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(name)
@@ -118,11 +155,11 @@ def atomic_write(path: str | os.PathLike, *, suffix: str = TMP_SUFFIX) -> Iterat
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException as e:
-        full = _disk_full(e, path.parent)  # before unlinking, which frees the space
+        failed = write_error(e, path)  # before unlinking, which frees the space
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if full and not isinstance(e, DiskFullError):
-            raise DiskFullError(path) from e
+        if failed is not None and failed is not e:
+            raise failed from e
         raise
     _fsync_path(path.parent, directory=True)  # make the rename itself durable
 

@@ -31,6 +31,10 @@ from .skeletons import Skeleton, get_skeleton
 __all__ = ["load_lsp_records", "lsp_split_indices", "load_lsp_joints"]
 
 
+#: Coordinates beyond this are not pixels of any image (and overflow float32 boxes).
+MAX_COORD = 1e6
+
+
 def load_lsp_joints(mat_file: str | Path, num_keypoints: int = 14) -> tuple[np.ndarray, np.ndarray]:
     """``(N, K, 2)`` keypoints (0-based pixels) and ``(N, K)`` visibility from ``joints.mat``."""
     from scipy.io import loadmat
@@ -45,7 +49,14 @@ def load_lsp_joints(mat_file: str | Path, num_keypoints: int = 14) -> tuple[np.n
     if "joints" not in mat:
         keys = [k for k in mat if not k.startswith("__")]
         raise ValueError(f"{path}: no 'joints' array (found {keys})")
-    j = np.asarray(mat["joints"], dtype=np.float64)
+    try:
+        j = np.asarray(mat["joints"], dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):  # text, a cell or struct array
+        raise ValueError(f"{path}: 'joints' must be a numeric array, got {mat['joints'].dtype} "
+                         f"{mat['joints'].shape}") from None
+    if not np.all(np.isfinite(j)) or np.abs(j).max(initial=0.0) > MAX_COORD:
+        raise ValueError(f"{path}: 'joints' holds non-finite values (NaN or inf) or coordinates beyond "
+                         f"{MAX_COORD:g} pixels")
     k = num_keypoints
     if j.ndim == 3 and j.shape[:2] == (k, 3):
         kps, vis = j[:, :2, :].transpose(2, 0, 1), (j[:, 2, :].T > 0)

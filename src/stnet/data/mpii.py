@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,25 @@ __all__ = ["load_mpii_records"]
 #: sit high, around the chest) and pad the region by 1.25.
 MPII_CENTER_SHIFT = 15.0
 MPII_SCALE_PADDING = 1.25
+MAX_COORD = 1e6
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _numbers(where: str, field: str, value: Any, expected: str) -> np.ndarray:
+    """``value`` as a float64 array, or a ValueError naming the record and the field."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):  # text, ragged lists, objects, ints beyond float64
+        raise ValueError(f"{where}: {field!r} must be {expected}, got {_short(value)}") from None
+    if not np.all(np.isfinite(arr)) or np.abs(arr).max(initial=0.0) > MAX_COORD:
+        # beyond MAX_COORD no pixel of any image, and float32 boxes would overflow
+        raise ValueError(f"{where}: {field!r} must be {expected} (finite, at most {MAX_COORD:g}), "
+                         f"got {_short(value)}")
+    return arr
 
 
 def load_mpii_records(ann_file: str | Path, image_dir: str | Path,
@@ -32,8 +52,9 @@ def load_mpii_records(ann_file: str | Path, image_dir: str | Path,
         raise FileNotFoundError(f"{path}: annotation file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deep
+        raise ValueError(f"{path}: not valid JSON: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
+                         ) from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: not an MPII json (expected a list of "
                          "{image, center, scale, joints, joints_vis}, got a {type(data).__name__})")
@@ -47,18 +68,21 @@ def load_mpii_records(ann_file: str | Path, image_dir: str | Path,
         missing = [f for f in ("image", "center", "scale") if f not in a]
         if missing:
             raise ValueError(f"{where}: missing field(s) {missing}")
-        s = float(a["scale"])
-        c = np.asarray(a["center"], dtype=np.float64)
-        if c.shape != (2,) or not np.all(np.isfinite(c)) or c[0] == -1 or not s > 0:
-            raise ValueError(f"{where}: invalid center {a['center']!r} / scale {a['scale']!r} "
-                             "(zero-area region)")
+        if not isinstance(a["image"], str) or not a["image"]:
+            raise ValueError(f"{where}: 'image' must be a file name, got {_short(a['image'])}")
+        s_arr = _numbers(where, "scale", a["scale"], "a number > 0")
+        c = _numbers(where, "center", a["center"], "[x, y]")
+        if s_arr.shape != () or c.shape != (2,) or c[0] == -1 or not float(s_arr) > 0:
+            raise ValueError(f"{where}: invalid center {_short(a['center'])} / scale {_short(a['scale'])} "
+                             "(expected [x, y] and a number > 0; center -1 marks a person without a region)")
+        s = float(s_arr)
         if "joints" in a:
-            joints = np.asarray(a["joints"], dtype=np.float32)
+            joints = _numbers(where, "joints", a["joints"], "a list of [x, y]").astype(np.float32)
             if joints.ndim != 2 or joints.shape[1] < 2:
                 raise ValueError(f"{where}: 'joints' must be a list of [x, y], got shape {joints.shape}")
             if joints.shape[0] != k:
                 raise ValueError(f"{where}: {joints.shape[0]} joints but skeleton {skel.name!r} has {k}")
-            vis = np.asarray(a.get("joints_vis", np.ones(k)), dtype=np.float32).reshape(-1)
+            vis = _numbers(where, "joints_vis", a.get("joints_vis", np.ones(k)), f"{k} flags").reshape(-1)
             if vis.shape != (k,):
                 raise ValueError(f"{where}: 'joints_vis' has {vis.size} values, expected {k}")
             kps = joints[:, :2] - 1.0  # MATLAB 1-based -> 0-based pixel centres

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -17,28 +18,36 @@ CSV_FIELDS = ("epoch", "iteration", "train_loss", "lr", "img_per_s", "epoch_time
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Epoch records of a run, in order (the last record wins for a repeated epoch, e.g. after a
-    resume re-ran an interrupted epoch)."""
+    """Epoch records of a run, in order (the last record wins for a repeated epoch, as older runs
+    logged an epoch again after a resume re-ran it)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (is {run_dir} a run directory?)")
-    by_epoch: dict[int, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            by_epoch[int(rec["epoch"])] = rec
+    by_epoch = _records(path)
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def _records(path: Path) -> dict[int, dict[str, Any]]:
+    """``{epoch: record}`` of a metrics.jsonl, in file order; unparsable lines (a line cut by a
+    kill in a run of an older version, which appended) are skipped."""
+    by_epoch: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+                by_epoch[int(rec["epoch"])] = rec
+            except (ValueError, TypeError, KeyError):
+                continue
+    return by_epoch
+
+
 class RunLogger:
-    """Appends one record per epoch to ``metrics.jsonl`` and ``metrics.csv`` and mirrors scalars to
-    TensorBoard when it is installed. Inactive (no files) on ranks other than 0."""
+    """Keeps one record per epoch in ``metrics.jsonl`` and ``metrics.csv`` and mirrors scalars to
+    TensorBoard when it is installed. Inactive (no files) on ranks other than 0.
+
+    Both files are rewritten whole and atomically for every record (they hold one short line per
+    epoch), and a record replaces the row of its epoch: a kill never leaves a cut line, and a
+    resumed run that logs an epoch again (see ``stnet.engine.train``) leaves one row for it."""
 
     def __init__(self, run_dir: str | Path | None, *, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -55,15 +64,16 @@ class RunLogger:
         if self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
-        csv_path = self.run_dir / "metrics.csv"
-        new = not csv_path.is_file()
-        with open(csv_path, "a", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow({k: record.get(k, "") for k in CSV_FIELDS})
+        path = self.run_dir / "metrics.jsonl"
+        rows = _records(path) if path.is_file() else {}
+        rows[int(record["epoch"])] = json.loads(json.dumps(record, default=float))
+        write_text(path, "".join(json.dumps(r) + "\n" for r in rows.values()))
+        table = io.StringIO()
+        w = csv.DictWriter(table, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows.values():
+            w.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+        write_text(self.run_dir / "metrics.csv", table.getvalue())
         if self.tb is not None:
             step = int(record["epoch"])
             for k in ("train_loss", "lr", "img_per_s"):

@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -26,7 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 from stnet.hub import load_state
-from stnet.io import TMP_PREFIX, TMP_SUFFIX, DiskFullError, write_text
+from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_error, write_text
 
 from .config import _flatten
 
@@ -93,6 +92,15 @@ class RunLock:
             return {}  # a lock cut short by a kill while it was written: nobody's
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except OSError as e:  # a full, read-only or forbidden run folder: one line, not a traceback
+            failed = write_error(e, self.path)
+            if failed is None or failed is e:
+                raise
+            raise failed from None
+
+    def _acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(3):
@@ -115,11 +123,9 @@ class RunLock:
                 continue
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(json.dumps(me))
-            except BaseException as e:  # a full disk: no empty .lock left behind
+                    json.dump(me, f)
+            except BaseException:  # a full disk or Ctrl-C: no empty .lock left behind (acquire says why)
                 self.path.unlink(missing_ok=True)
-                if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFullError(self.path) from e
                 raise
             self.held = True
             return
@@ -129,7 +135,10 @@ class RunLock:
         if self.held:
             self.held = False
             if self._owner().get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
+                try:
+                    self.path.unlink(missing_ok=True)
+                except OSError:  # the folder turned read-only: the lock stays, and is stale once we exit
+                    pass
 
     def __enter__(self) -> RunLock:
         self.acquire()

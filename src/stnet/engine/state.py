@@ -108,15 +108,17 @@ def restore_run_state(run: RunState, state: dict[str, Any], path: Path | None) -
 
 
 def save_run_state(cfg: TrainConfig, run: RunState, epochs_done: int, is_best: bool,
-                   pending: dict[str, Any] | None = None) -> None:
+                   pending: dict[str, Any] | None = None, record: dict[str, Any] | None = None) -> None:
     """``last.pt`` (and ``best.pt`` when ``is_best``), atomically; rank 0 only. ``pending``: the
-    epoch's record, saved before its validation (a resume validates it first)."""
+    epoch's record, saved before its validation (a resume validates it first). ``record``: the
+    finished epoch's metrics row, logged after this save: a resume logs it again, so a kill between
+    the save and the log loses no row."""
     ckpt = {"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
             "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epochs_done,
             "iteration": run.iteration, "best_metric": run.best_or_none, "metric_name": run.metric_name,
             "rng": rng_state(), "config": config_to_dict(cfg), "planned_epochs": run.plan.epochs,
-            "elapsed_s": run.plan.elapsed_s, "pending_validation": pending,
+            "elapsed_s": run.plan.elapsed_s, "pending_validation": pending, "record": record,
             "skeleton": skeleton_to_dict(run.skeleton) if run.skeleton is not None else None}
     # best.pt first: if its write fails (disk full), last.pt still holds the state before this
     # epoch's validation, and the resumed run writes best.pt at its next validation (see stnet.engine.train._validate).

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from stnet.data.build import EpochTaggedSampler, build_dataloader
 from stnet.data.device_augment import DeviceAugment, collate_deferred, use_device_augment
 from stnet.hub import load_state
+from stnet.io import WriteError
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast
@@ -132,6 +133,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: str | Path | None) -> dict[
         return _locked_train(cfg, info, state, ckpt_path, changes)
     except FloatingPointError as e:
         raise FloatingPointError(f"{e}; {saved_note(cfg.run_dir)}") from None
+    except WriteError as e:  # a full or read-only disk: say what the run folder still holds
+        e.strerror = f"{e.strerror}; {saved_note(cfg.run_dir)}"
+        raise
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"training stopped; {saved_note(cfg.run_dir)}") from None
     finally:
@@ -168,6 +172,8 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
              f"amp {run.amp[1] if run.amp[0] else 'off'}")
     if state is not None and state.get("pending_validation"):
         _pending_validation(cfg, info, run, state, val_loader, logger)
+    elif state is not None and state.get("record") and info.is_main:
+        logger.log_epoch(state["record"])  # the kill may have come between the save and the log
     if run.plan.budget_s is not None:
         info.say(f"time budget {run.plan.budget_s / 60:.1f} min ({run.plan.elapsed_s / 60:.1f} used): the schedule "
                  f"spans {run.plan.epochs} epoch(s) until the first epoch is timed")
@@ -275,7 +281,7 @@ def _epoch(cfg: TrainConfig, info: DistInfo, run: RunState, epoch: int, train_lo
              + (f" | {run.metric_name} {record['metric']:.4f} (best {run.best:.4f})" if "metric" in record else "")
              + (f" | {plan.elapsed_s / 60:.1f}/{plan.budget_s / 60:.1f} min" if plan.budget_s else ""))
     if info.is_main:
-        save_run_state(cfg, run, epoch + 1, is_best)
+        save_run_state(cfg, run, epoch + 1, is_best, record=record)
         logger.log_epoch(record)
     if info.distributed:
         dist.barrier()
@@ -305,9 +311,9 @@ def _stop_between_epochs(cfg: TrainConfig, info: DistInfo, run: RunState, epoch:
         is_best = _validate(cfg, info, run, val_loader, previous)
         previous["val_time_s"] = time.perf_counter() - t1
         if info.is_main:
-            logger.log_epoch(previous)  # the same epoch again, now with its metric (the last row wins)
+            logger.log_epoch(previous)  # the same epoch again, now with its metric (it replaces the row)
     if info.is_main:  # last.pt records the final plan (planned_epochs == epoch)
-        save_run_state(cfg, run, epoch, is_best)
+        save_run_state(cfg, run, epoch, is_best, record=previous)
     if info.distributed:
         dist.barrier()
 
@@ -340,7 +346,7 @@ def _pending_validation(cfg: TrainConfig, info: DistInfo, run: RunState, state: 
     info.say(f"epoch {run.start_epoch} was saved before its validation finished; validating it now")
     is_best = _validate(cfg, info, run, val_loader, record)
     if info.is_main:
-        save_run_state(cfg, run, run.start_epoch, is_best)
+        save_run_state(cfg, run, run.start_epoch, is_best, record=record)
         logger.log_epoch(record)
     if info.distributed:
         dist.barrier()

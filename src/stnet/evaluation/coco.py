@@ -25,6 +25,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 
+
 from ._common import to_numpy as _np
 from .base import Evaluator, Predictions
 from .metrics import rescore
