@@ -29,9 +29,10 @@ def test_runner_is_a_plain_call_on_cpu():
 
 
 def test_first_rows_of_nested_outputs():
-    out = [torch.zeros(4, 2), (torch.ones(4, 1), "meta")]
+    out = [torch.zeros(4, 2), (torch.ones(4, 1), "meta"), {"heatmaps": torch.ones(4, 5)}]
     cut = _first(out, 3)
     assert cut[0].shape == (3, 2) and cut[1][0].shape == (3, 1) and cut[1][1] == "meta"
+    assert cut[2]["heatmaps"].shape == (3, 5)
 
 
 def test_torch_backend_uses_the_runner():

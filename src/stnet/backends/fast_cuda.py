@@ -57,9 +57,11 @@ class _Graph:
 
 
 def _first(out: Any, n: int) -> Any:
-    """The first ``n`` rows of every tensor in a model output (a tensor, list or tuple)."""
+    """The first ``n`` rows of every tensor in a model output (a tensor, list, tuple or dict)."""
     if isinstance(out, torch.Tensor):
         return out[:n]
+    if isinstance(out, dict):
+        return {k: _first(v, n) for k, v in out.items()}
     if isinstance(out, (list, tuple)):
         return type(out)(_first(o, n) for o in out)
     return out
