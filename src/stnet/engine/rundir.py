@@ -123,7 +123,7 @@ class RunLock:
                 continue
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(me, f)
+                    f.write(json.dumps(me))
             except BaseException:  # a full disk or Ctrl-C: no empty .lock left behind (acquire says why)
                 self.path.unlink(missing_ok=True)
                 raise
