@@ -215,8 +215,9 @@ def test_crop_cache(trained, small_fs, capsys, how):
 @HOW
 def test_pack(trained, small_fs, capsys, how):
     fs = small_fs(48)
+    # --overwrite: the second run must reach the full disk, not the refusal to replace the first pack
     refused_then_intact(fs, ["pack", str(trained["ckpt"]), "--name", "tiny.syn_64x64", "--out-dir",
-                             str(fs.root / "w")], capsys, how)
+                             str(fs.root / "w"), "--overwrite"], capsys, how)
 
 
 @pytest.mark.slow

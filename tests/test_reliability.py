@@ -373,7 +373,7 @@ def test_9_read_only_folder_is_one_line_naming_the_file(tmp_path: Path, monkeypa
         raise PermissionError(errno.EACCES, "Permission denied", str(Path(k["dir"]) / ".tmpname"))
 
     monkeypatch.setattr(tempfile, "mkstemp", denied)
-    assert stnet_main(["plot", str(run)]) == 1
+    assert stnet_main(["plot", str(run)]) == 2  # a refused write (WriteError), like a full disk
     assert _one_error_line(capsys.readouterr().err, "plot") == \
         f"stnet plot: error: cannot write {run / 'curves.png'}: permission denied"
 
