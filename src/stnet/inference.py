@@ -478,7 +478,7 @@ class PoseEstimator:
         for img, bx in zip(imgs, boxes):
             b = self.detect(img) if bx is None else as_boxes(bx, box_format)
             per_image.append(sanitize_boxes(b, img.shape[:2])[0])
-        if self.refine_boxes and any(bx is None for bx in boxes):
+        if self.refine_boxes and not self.untrained and any(bx is None for bx in boxes):  # untrained: noise
             per_image = self._refined(imgs, per_image, [bx is None for bx in boxes])
         crops, inv = [], []
         for img, b in zip(imgs, per_image):
