@@ -5,7 +5,7 @@ box (a second pose pass on the box around the first pass's keypoints) changes.
    fraction that some box overlaps at IoU >= 0.5, for each detector: HOG (OpenCV), BlazePose on
    the whole image only, BlazePose with its default tiling (whole image + 2x2 + 3x3 squares),
    and the boxes ``PoseEstimator`` ends with when the pose refines BlazePose's boxes (what
-   ``stnet predict --detector auto`` draws). Also boxes per image and seconds per image.
+   ``stnet predict --detector auto --refine`` draws). Also boxes per image and seconds per image.
 2. Pose accuracy with and without refinement on single-person crops: PCK@0.2 (torso) of the
    shipped model on the first ``--lsp`` LSP-Extended validation images, the whole image as the
    box, with and without the refining pass.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stnet.detectors import (BOX_FORMATS, BlazePoseDetector, WholeImage, _ssd_anchor_centres, blazepose_available,
-                             build_detector, load_boxes_file, pose_boxes, weighted_nms)
+                             build_detector, load_boxes_file, pose_boxes, sanitize_boxes, weighted_nms)
 from stnet.results import PoseResult
 from stnet.tracking import Tracker
 
@@ -191,3 +191,19 @@ def test_tracker_low_scores_only_continue_tracks():
     # ... one overlapping well does, as does a high-scoring one at the lower threshold
     assert t2.update([_walker(5, 0, score=0.1)], 1)[0].track_id == 0
     assert t2.update([_walker(25, 0, score=0.9)], 2)[0].track_id == 0
+
+
+def test_estimator_refines_detector_boxes_only(random_stnet, test_image):
+    from stnet.inference import PoseEstimator
+
+    est = PoseEstimator(random_stnet, skeleton="coco17").with_options(untrained=False)  # refine its (random) pose
+    box = [[20.0, 10.0, 80.0, 150.0, 0.9]]
+    one = est.with_options(refine_boxes=False, detector=lambda im: box)(test_image)
+    two = est.with_options(refine_boxes=True, detector=lambda im: box)(test_image)
+    expect = pose_boxes(one.keypoints, one.scores, np.array(box), 0.3)[0]
+    if (one.scores[0] > 0.3).sum() >= 4:
+        np.testing.assert_allclose(two[0].box, sanitize_boxes(expect[None], test_image.shape[:2])[0][0, :4], atol=1e-3)
+    else:  # too few confident keypoints: the detector's box stays
+        assert two[0].box == one[0].box
+    given = est.with_options(refine_boxes=True)(test_image, boxes=[box[0][:4]])
+    assert given[0].box == tuple(box[0][:4])  # boxes a caller passes are used as given

@@ -5,7 +5,7 @@ behind "make demo draws a skeleton whose arms follow the person".
                                [--box X Y W H]
 
 Runs the model as ``make demo`` does (``--detector auto``: BlazePose when OpenVINO is installed,
-else HOG; the pose refined on the box around its first keypoints; flip test; ``--box``: this
+else HOG; ``--refine``: a second pass on the box around the first pass's keypoints; flip test; ``--box``: this
 box instead of the detector's, to see how much the box costs) and prints, for
 each labelled joint of tools/demo_keypoints.json, the error in pixels and whether it lies within
 half the labelled upper-arm length (shoulder to elbow, 123 px), a PCKh@0.5-like tolerance; "arms
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--model", default="stnet_1s.lspet_128x96")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--no-flip", action="store_true")
-    ap.add_argument("--no-refine", action="store_true", help="one pose pass on the detector's box")
+    ap.add_argument("--refine", action="store_true", help="a second pose pass on the box around the first's keypoints")
     ap.add_argument("--box", nargs=4, type=float, metavar=("X", "Y", "W", "H"), help="person box (pixels)")
     args = ap.parse_args()
     labels = json.loads((ROOT / "tools" / "demo_keypoints.json").read_text())
@@ -39,7 +39,7 @@ def main() -> None:
     if image is None:
         raise SystemExit(f"cannot read {labels['image']}")
     est = PoseEstimator.from_spec(args.model).with_options(detector=args.detector, flip_test=not args.no_flip,
-                                                            refine_boxes=not args.no_refine)
+                                                            refine_boxes=args.refine)
     result = est(image, boxes=[args.box]) if args.box else est(image)
     if len(result) == 0:
         raise SystemExit("no person found on the demo photo")
@@ -50,7 +50,7 @@ def main() -> None:
     kpts = min((p for p in result.keypoints), key=lambda k: sum(
         float(np.hypot(*np.subtract(k[names.index(j)][:2], xy))) for j, xy in gt.items()))
     boxes = f"box {args.box}" if args.box else f"detector {args.detector}"
-    print(f"{args.model} | {boxes} | flip {not args.no_flip} | refine {not args.no_refine} | "
+    print(f"{args.model} | {boxes} | flip {not args.no_flip} | refine {args.refine} | "
           f"tolerance {tol:.0f} px | box {np.round(result.boxes[0][:4]).tolist()}")
     follows = True
     for joint, xy in gt.items():

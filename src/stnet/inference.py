@@ -321,7 +321,8 @@ class PoseEstimator:
         refine_boxes: run the pose twice on detector boxes: the second pass on the box around the
             first pass's keypoints scoring above 0.3 (:func:`stnet.detectors.pose_boxes`; tighter
             and better centred than a detector's box, at twice the pose cost). Boxes a call passes
-            are used as given.
+            are used as given. Off by default: with the shipped LSP model it did not help
+            (benchmarks/person_boxes.py, tools/demo_check.py --refine).
     """
 
     def __init__(self, model: str | os.PathLike | nn.Module | ModelRef = "stnet_1s",
@@ -331,7 +332,7 @@ class PoseEstimator:
                  device: str | torch.device = "cpu", precision: str = "auto", threads: int | None = None,
                  flip_test: bool = False, detector: str | Callable | None = None,
                  max_batch: int = 32, bbox_padding: float = 1.25, det_score: float = DEFAULT_DET_SCORE,
-                 det_nms: float = DEFAULT_DET_NMS, refine_boxes: bool = True) -> None:
+                 det_nms: float = DEFAULT_DET_NMS, refine_boxes: bool = False) -> None:
         ref = resolve_model(model, weights, skeleton=skeleton, input_size=input_size, codec=codec,
                             model_overrides=model_overrides)
         if backend is None or isinstance(backend, str):

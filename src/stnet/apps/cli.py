@@ -75,7 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model = default_model()
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
-                     det_nms=args.det_nms, max_batch=args.batch, refine_boxes=not args.no_refine)
+                     det_nms=args.det_nms, max_batch=args.batch, refine_boxes=args.refine)
     prec = getattr(est.backend, "precision", None)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
           f"{est.backend_name}{' ' + prec if prec else ''}), boxes: "
@@ -188,9 +188,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(upright, unoccluded people over ~100 px only; OpenCV 4.x); or an exported ONNX "
                         "detector: RTMDet/YOLOX as rtmlib/mmdeploy export them, YOLOv8/YOLO11 as ultralytics "
                         "does (docs/inference.md)")
-    p.add_argument("--no-refine", action="store_true",
-                   help="one pose pass on each detector box (default: a second pass on the box around the first "
-                        "pass's keypoints; --boxes are always used as given)")
+    p.add_argument("--refine", action="store_true",
+                   help="run the pose a second time on the box around the first pass's keypoints (detector boxes "
+                        "only; --boxes are used as given); off by default: it did not help the shipped model")
     p.add_argument("--boxes", default=None,
                    help="person boxes by image file name, from: a json {image file name: [[x, y, w, h(, score)], "
                         "...]}; a COCO detection-results json [{image_id, bbox, score}, ...] (with --ann for the "
