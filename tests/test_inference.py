@@ -229,8 +229,13 @@ def test_hog_detector_runs():
 
 
 def test_auto_detector_falls_back():
-    if hog_available():
-        assert type(build_detector("auto")).__name__ == "HOGDetector"
+    from stnet.detectors import blazepose_available
+
+    if blazepose_available():
+        assert type(build_detector("auto")).__name__ == "BlazePoseDetector"
+    elif hog_available():
+        with pytest.warns(UserWarning, match="BlazePose"):
+            assert type(build_detector("auto")).__name__ == "HOGDetector"
     else:
         with pytest.warns(UserWarning, match="HOG"):
             assert isinstance(build_detector("auto"), WholeImage)

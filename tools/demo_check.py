@@ -4,7 +4,8 @@ behind "make demo draws a skeleton whose arms follow the person".
     python tools/demo_check.py [--model stnet_1s.lspet_128x96] [--detector auto] [--no-flip]
                                [--box X Y W H]
 
-Runs the model as ``make demo`` does (HOG person box when OpenCV has it, flip test; ``--box``: this
+Runs the model as ``make demo`` does (``--detector auto``: BlazePose when OpenVINO is installed,
+else HOG; ``--refine``: a second pass on the box around the first pass's keypoints; flip test; ``--box``: this
 box instead of the detector's, to see how much the box costs) and prints, for
 each labelled joint of tools/demo_keypoints.json, the error in pixels and whether it lies within
 half the labelled upper-arm length (shoulder to elbow, 123 px), a PCKh@0.5-like tolerance; "arms
@@ -30,13 +31,15 @@ def main() -> None:
     ap.add_argument("--model", default="stnet_1s.lspet_128x96")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--no-flip", action="store_true")
+    ap.add_argument("--refine", action="store_true", help="a second pose pass on the box around the first's keypoints")
     ap.add_argument("--box", nargs=4, type=float, metavar=("X", "Y", "W", "H"), help="person box (pixels)")
     args = ap.parse_args()
     labels = json.loads((ROOT / "tools" / "demo_keypoints.json").read_text())
     image = cv2.imread(str(ROOT / labels["image"]))
     if image is None:
         raise SystemExit(f"cannot read {labels['image']}")
-    est = PoseEstimator.from_spec(args.model).with_options(detector=args.detector, flip_test=not args.no_flip)
+    est = PoseEstimator.from_spec(args.model).with_options(detector=args.detector, flip_test=not args.no_flip,
+                                                            refine_boxes=args.refine)
     result = est(image, boxes=[args.box]) if args.box else est(image)
     if len(result) == 0:
         raise SystemExit("no person found on the demo photo")
@@ -47,7 +50,8 @@ def main() -> None:
     kpts = min((p for p in result.keypoints), key=lambda k: sum(
         float(np.hypot(*np.subtract(k[names.index(j)][:2], xy))) for j, xy in gt.items()))
     boxes = f"box {args.box}" if args.box else f"detector {args.detector}"
-    print(f"{args.model} | {boxes} | flip {not args.no_flip} | tolerance {tol:.0f} px")
+    print(f"{args.model} | {boxes} | flip {not args.no_flip} | refine {args.refine} | "
+          f"tolerance {tol:.0f} px | box {np.round(result.boxes[0][:4]).tolist()}")
     follows = True
     for joint, xy in gt.items():
         err = float(np.hypot(*np.subtract(kpts[names.index(joint)][:2], xy)))

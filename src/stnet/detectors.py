@@ -42,11 +42,12 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["hog_available", "WholeImage", "HOGDetector", "CallableDetector", "ONNXDetector", "StaticBoxes",
+__all__ = ["hog_available", "blazepose_available", "BlazePoseDetector", "pose_boxes", "weighted_nms", "BOX_FORMATS",
+           "WholeImage", "HOGDetector", "CallableDetector", "ONNXDetector", "StaticBoxes",
            "as_boxes", "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes", "MAX_NMS_BOXES",
            "filter_detections", "letterbox", "DEFAULT_DETECTOR", "DEFAULT_DET_SCORE", "DEFAULT_DET_NMS"]
 
-DETECTORS = ("auto", "hog", "whole")
+DETECTORS = ("auto", "blazepose", "hog", "whole")
 # One default for the API and `stnet predict`: the whole image is deterministic and right for
 # single-person photos; HOG finds too few people to be a default (see HOGDetector) and a real
 # detector is a file the user brings (ONNXDetector).
@@ -181,11 +182,225 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-class WholeImage:
-    """One box ``[0, 0, W, H]`` with score 1."""
+def pose_boxes(keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray, threshold: float = 0.3,
+               min_points: int = 4, grow: float = 1.2) -> np.ndarray:
+    """Boxes ``(N, 5)`` drawn around each person's keypoints scoring above ``threshold``, the box
+    a second pose pass runs on (how top-down pipelines and BlazePose follow a person): their
+    extent, grown ``grow`` times about its centre (the keypoints are joints, the person reaches a
+    little beyond them). A person with fewer than ``min_points`` such keypoints keeps its box;
+    the score column is kept. Uses no joint names, so any skeleton works.
+
+    Args:
+        keypoints: ``(N, K, 2)`` image pixels. scores: ``(N, K)``. boxes: ``(N, 5)`` the first pass's.
+    """
+    kp = np.asarray(keypoints, np.float64).reshape(len(boxes), -1, 2)
+    ok = np.asarray(scores, np.float64).reshape(len(boxes), -1) > threshold
+    out = np.array(boxes, np.float64, copy=True).reshape(-1, 5)
+    for i in np.flatnonzero(ok.sum(1) >= max(2, int(min_points))):
+        pts = kp[i][ok[i]]
+        lo, hi = pts.min(0), pts.max(0)
+        c, wh = (lo + hi) / 2, np.maximum(hi - lo, 1.0) * grow
+        out[i, :4] = [c[0] - wh[0] / 2, c[1] - wh[1] / 2, wh[0], wh[1]]
+    return out
+
+
+def _box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU ``(N, M)`` of ``[x, y, w, h, ...]`` rows."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, :2] + a[:, None, 2:4], b[None, :, :2] + b[None, :, 2:4])
+    inter = np.prod(np.clip(hi - lo, 0, None), -1)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def weighted_nms(boxes: np.ndarray, points: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's "weighted" NMS: each cluster of ``(N, 5)`` boxes overlapping the best remaining
+    one above ``iou_threshold`` becomes one detection whose box and ``(N, P, 2)`` points are the
+    score-weighted means of the cluster's (steadier than keeping the best anchor alone), with
+    the best score. Returns (boxes, points)."""
+    order = np.argsort(-boxes[:, 4])
+    boxes, points = boxes[order], points[order]
+    iou = _box_iou_matrix(boxes, boxes)
+    free = np.ones(len(boxes), bool)
+    out_b, out_p = [], []
+    for i in range(len(boxes)):
+        if not free[i]:
+            continue
+        members = free & (iou[i] > iou_threshold)
+        members[i] = True
+        free &= ~members
+        wgt = boxes[members, 4] / boxes[members, 4].sum()
+        b = np.append((boxes[members, :4] * wgt[:, None]).sum(0), boxes[i, 4])
+        out_b.append(b)
+        out_p.append((points[members] * wgt[:, None, None]).sum(0))
+    if not out_b:
+        return np.zeros((0, 5)), np.zeros((0,) + points.shape[1:])
+    return np.stack(out_b), np.stack(out_p)
+
+
+def _ssd_anchor_centres(size: int, strides: Sequence[int], per_cell: Sequence[int]) -> np.ndarray:
+    """Anchor centres ``(A, 2)`` in 0..1 of a fixed-size-anchor SSD head (MediaPipe's
+    SsdAnchorsCalculator with ``fixed_anchor_size``): per stride, row-major cells, each repeated
+    ``per_cell`` times."""
+    out = []
+    for stride, n in zip(strides, per_cell):
+        fm = int(np.ceil(size / stride))
+        ys, xs = np.meshgrid((np.arange(fm) + 0.5) / fm, (np.arange(fm) + 0.5) / fm, indexing="ij")
+        out.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], 1), n, axis=0))
+    return np.concatenate(out, 0)
+
+
+BLAZEPOSE_PATH = Path(__file__).resolve().parent / "assets" / "pose_detection.tflite"
+
+
+def blazepose_available() -> bool:
+    """Whether :class:`BlazePoseDetector` can run: its bundled model file is present and
+    OpenVINO (which reads ``.tflite`` directly; the ``openvino`` extra) is installed."""
+    if not BLAZEPOSE_PATH.is_file():
+        return False
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class BlazePoseDetector:
+    """Person boxes from BlazePose's person detector (MediaPipe, Apache-2.0; the model file ships
+    in ``stnet/assets`` with its licence, extracted from the ``mediapipe`` 0.10.21 wheel), run by
+    OpenVINO, which reads the ``.tflite`` file itself.
+
+    The network (224x224 input, 2254 SSD anchors) predicts, per person, a face box and four
+    alignment points: the hip centre, a point on the circle around the whole body, the shoulder
+    centre and a point on the circle around the upper body. The body box is built from the first
+    two (as BlazePose builds its tracking region): the body's up direction is hip centre -> body
+    point, of length ``r``; the box is ``height * r`` along it and ``width * r`` across, its centre
+    ``shift * r`` up from the hips, then axis-aligned. It finds people whose face is visible at
+    least partly; it misses people seen from behind, heavily occluded ones, and people much
+    smaller than a tile (the image runs whole, then on ``tiles`` x ``tiles`` overlapping squares
+    for each ``tiles`` in ``grids``, so smaller people are seen at a larger scale).
+
+    Args:
+        min_score: detections below this sigmoid score are dropped (MediaPipe uses 0.5).
+        nms_iou: face boxes overlapping more are merged (weighted NMS, MediaPipe's 0.3).
+        grids: tilings run besides the whole image (``()``: the whole image only, fastest).
+        width, height, shift: the body box's shape in units of ``r`` (see above).
+        threads: OpenVINO inference threads (default: OpenVINO's).
+    """
+
+    SIZE = 224
+
+    def __init__(self, min_score: float = 0.5, nms_iou: float = 0.3, grids: Sequence[int] = (2, 3),
+                 width: float = 0.8, height: float = 1.55, shift: float = 0.2, threads: int | None = None,
+                 path: str | os.PathLike | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError("the BlazePose person detector runs on OpenVINO: pip install 'stnet[openvino]' "
+                              "(or use --detector hog / whole, --boxes, or your own detector)") from None
+        self.path = Path(path) if path is not None else BLAZEPOSE_PATH
+        if not self.path.is_file():
+            raise FileNotFoundError(f"BlazePose detector model {self.path} not found (a broken install?)")
+        self.min_score, self.nms_iou = float(min_score), float(nms_iou)
+        self.grids = tuple(int(g) for g in grids if int(g) >= 2)
+        self.width, self.height, self.shift = float(width), float(height), float(shift)
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        self._anchors = _ssd_anchor_centres(self.SIZE, (8, 16, 32), (2, 2, 6))
+
+    def __repr__(self) -> str:
+        return f"BlazePoseDetector(min_score={self.min_score}, grids={self.grids})"
+
+    def _windows(self, h: int, w: int) -> list[tuple[int, int, int]]:
+        """``(x0, y0, side)`` squares: the whole image (its longer side), then per grid ``g``
+        ``g x g`` squares of 1.5 / g of the longer side (at most the shorter side) spread evenly."""
+        out = [(0, 0, max(h, w))]
+        for g in self.grids:
+            side = int(min(max(h, w) * 1.5 / g, min(h, w)))
+            for i in range(g):
+                for j in range(g):
+                    out.append((int(round((w - side) * i / (g - 1))), int(round((h - side) * j / (g - 1))), side))
+        return out
+
+    def _run(self, image: np.ndarray, x0: int, y0: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores ``(A,)`` and points ``(A, 6, 2)`` (face box centre, face box size, 4 alignment
+        points) in image pixels for the window ``side`` px square at ``(x0, y0)`` (zero-padded)."""
+        crop = image[y0:y0 + side, x0:x0 + side]
+        r = self.SIZE / side
+        ch, cw = crop.shape[:2]
+        nh, nw = max(1, round(ch * r)), max(1, round(cw * r))
+        x = np.zeros((self.SIZE, self.SIZE, 3), np.float32)  # 0 = mid-grey once scaled to -1..1
+        x[:nh, :nw] = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1.0
+        res = self._compiled(x[None])
+        reg = np.asarray(res[self._compiled.outputs[0]], np.float64)[0].reshape(-1, 6, 2)
+        logit = np.clip(np.asarray(res[self._compiled.outputs[1]], np.float64)[0, :, 0], -100, 100)
+        pts = reg / self.SIZE
+        pts[:, [0, 2, 3, 4, 5]] += self._anchors[:, None, :]
+        pts = pts * side
+        pts[:, [0, 2, 3, 4, 5]] += (x0, y0)
+        return 1.0 / (1.0 + np.exp(-logit)), pts
+
+    def body_boxes(self, points: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """``(N, 5)`` axis-aligned body boxes from ``(N, 6, 2)`` detector points (see the class)."""
+        hip, up = points[:, 2], points[:, 3] - points[:, 2]
+        r = np.maximum(np.hypot(up[:, 0], up[:, 1]), 1e-6)
+        cos, sin = np.abs(up[:, 0]) / r, np.abs(up[:, 1]) / r
+        half_x = r * (self.height * cos + self.width * sin) / 2
+        half_y = r * (self.height * sin + self.width * cos) / 2
+        c = hip + up * self.shift
+        return np.stack([c[:, 0] - half_x, c[:, 1] - half_y, 2 * half_x, 2 * half_y, scores], 1)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
+        scores, points = [], []
+        for x0, y0, side in self._windows(h, w):
+            s, p = self._run(image, x0, y0, side)
+            keep = s >= self.min_score
+            scores.append(s[keep])
+            points.append(p[keep])
+        sc, pts = np.concatenate(scores), np.concatenate(points)
+        if not len(sc):
+            return np.zeros((0, 5))
+        face = np.concatenate([pts[:, 0] - pts[:, 1] / 2, pts[:, 1], sc[:, None]], 1)
+        face, pts = weighted_nms(face, pts, self.nms_iou)
+        return self.body_boxes(pts, face[:, 4])
+
+
+_CHECKER: list[Any] = []  # one BlazePose detector per process for WholeImage's check (compiled once)
+
+
+def count_people(image: np.ndarray) -> int | None:
+    """People BlazePose finds in ``image`` (whole image only, score >= 0.5), None without OpenVINO."""
+    if not _CHECKER:
+        _CHECKER.append(BlazePoseDetector(grids=()) if blazepose_available() else None)
+    return None if _CHECKER[0] is None else len(_CHECKER[0](image))
+
+
+class WholeImage:
+    """One box ``[0, 0, W, H]`` with score 1.
+
+    Args:
+        check_every: every this many calls (the first included; 0: never) BlazePose counts the
+            people in the image when it is installed (~10-30 ms), and a warning says so when there
+            are several: one pose spread over several people is meaningless (use a detector).
+        max_warnings: checking stops after this many warnings (a video of a crowd warns once).
+    """
+
+    def __init__(self, check_every: int = 1, max_warnings: int = 5) -> None:
+        self.check_every, self.max_warnings = int(check_every), int(max_warnings)
+        self._calls = self._warned = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if self.check_every > 0 and self._calls % self.check_every == 0 and self._warned < self.max_warnings:
+            n = count_people(image)
+            if n is not None and n > 1:
+                self._warned += 1
+                last = " (not checked any more)" if self._warned == self.max_warnings else ""
+                warnings.warn(f"the whole-image box holds {n} people (BlazePose detector); one pose is spread over "
+                              f"them: use --detector auto (Python: detector='auto') or --boxes{last}", stacklevel=2)
+        self._calls += 1
         return np.array([[0.0, 0.0, float(w), float(h), 1.0]])
 
     def __repr__(self) -> str:
@@ -386,30 +601,50 @@ class StaticBoxes:
         return len(self.boxes)
 
 
-def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = None,
-                    min_score: float = 0.0, category_id: int | None = 1, nms_iou: float = 1.0) -> StaticBoxes:
-    """Read person boxes from ``path``: either a json object ``{"file.jpg": [[x, y, w, h(, s)], ...]}``
-    or a COCO detection-results json (a list of ``{"image_id", "bbox", "score", "category_id"}``),
-    for which ``ann`` (a COCO annotation json with an ``images`` list) maps ids to file names.
-    Only ``category_id`` (1 = person; None keeps all) detections are used."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"boxes file {path} not found")
+BOX_FORMATS = ("a json object {\"image file name\": [[x, y, w, h(, score)], ...]}, a COCO detection-results list "
+               "[{\"image_id\", \"bbox\", \"score\"}, ...] (with --ann for the file names), or a COCO annotation "
+               "json {\"images\", \"annotations\"} (its ground-truth person boxes)")
+
+
+def _coco_annotation_boxes(data: dict[str, Any], path: Path, category_id: int | None) -> dict[str, list[list[float]]]:
+    """Ground-truth person boxes of a COCO annotation json by file name, as the ground-truth-box
+    protocol takes them (HRNet, mmpose, ``stnet eval``): not crowd, at least one labelled keypoint
+    when the file has keypoints, the box clipped into ``[0, W - 1] x [0, H - 1]``; score 1."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"boxes file {path} is not valid json: {e}") from None
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            try:
-                out[k] = as_boxes(v)
-            except ValueError as e:
-                raise ValueError(f"boxes file {path}, entry {k!r}: {e}") from None
-        return StaticBoxes(out, min_score, nms_iou)
-    if not isinstance(data, list):
-        raise ValueError(f"boxes file {path}: expected a json object (file name -> boxes) or a COCO "
-                         f"detection-results list, got {type(data).__name__}")
+        images = {im["id"]: im for im in data["images"]}
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"boxes file {path}: COCO annotation json with an image without {e}") from None
+    out: dict[str, list[list[float]]] = {str(im["file_name"]): [] for im in images.values()}
+    for i, a in enumerate(data["annotations"]):
+        where = f"boxes file {path}: annotations[{i}]"
+        if not isinstance(a, dict) or a.get("image_id") not in images:
+            raise ValueError(f"{where}: not an annotation of one of the file's images")
+        if (category_id is not None and a.get("category_id", category_id) != category_id) or a.get("iscrowd", 0):
+            continue
+        if "keypoints" in a and not any(v > 0 for v in a["keypoints"][2::3]):
+            continue
+        im = images[a["image_id"]]
+        try:
+            x, y, w, h = (float(v) for v in a["bbox"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {a.get('bbox')!r}") from None
+        x0, y0, x1, y1 = x, y, x + w, y + h
+        if im.get("width"):
+            x0, x1 = (min(max(v, 0.0), float(im["width"]) - 1) for v in (x0, x1))
+        if im.get("height"):
+            y0, y1 = (min(max(v, 0.0), float(im["height"]) - 1) for v in (y0, y1))
+        out[str(im["file_name"])].append([x0, y0, x1 - x0, y1 - y0, 1.0])
+    return out
+
+
+def _detection_result_boxes(data: list, path: Path, ann: str | os.PathLike | None, category_id: int | None
+                            ) -> dict[str, list[list[float]]]:
+    """A COCO detection-results list's boxes by file name (the names from the annotation json ``ann``)."""
+    bad = next((i for i, d in enumerate(data) if not isinstance(d, dict) or "bbox" not in d or "image_id" not in d),
+               None)
+    if bad is not None:
+        raise ValueError(f"boxes file {path}: item {bad} of its list is not a detection {{image_id, bbox, score}}; "
+                         f"expected {BOX_FORMATS}")
     if ann is None:
         raise ValueError(f"boxes file {path} is a COCO detection-results list; pass the annotation json "
                          "(--ann) so image ids can be matched to file names")
@@ -432,30 +667,67 @@ def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = Non
         raise ValueError(f"boxes file {path}: none of its image ids is in --ann {ann} ({len(names)} images): "
                          "the detections and the annotations are of different datasets")
     if unknown:
-        warnings.warn(f"{path}: {unknown} detection(s) have image ids not in {ann}; ignored", stacklevel=2)
-    return StaticBoxes(grouped, min_score, nms_iou)
+        warnings.warn(f"{path}: {unknown} detection(s) have image ids not in {ann}; ignored", stacklevel=3)
+    return grouped
+
+
+def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = None,
+                    min_score: float = 0.0, category_id: int | None = 1, nms_iou: float = 1.0) -> StaticBoxes:
+    """Read person boxes from ``path``, one of three formats (:data:`BOX_FORMATS`): a json object
+    ``{"file.jpg": [[x, y, w, h(, s)], ...]}``; a COCO detection-results json (a list of
+    ``{"image_id", "bbox", "score", "category_id"}``), for which ``ann`` (a COCO annotation json with
+    an ``images`` list) maps ids to file names; or a COCO annotation json itself (``images`` and
+    ``annotations``): its ground-truth person boxes, taken as the ground-truth-box protocol does
+    (see :func:`_coco_annotation_boxes`). Only ``category_id`` (1 = person; None keeps all) is used."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes file {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"boxes file {path} is not valid json: {e}") from None
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        return StaticBoxes(_coco_annotation_boxes(data, path, category_id), min_score, nms_iou)
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            try:
+                out[k] = as_boxes(v)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"boxes file {path}, entry {k!r}: {e}; expected {BOX_FORMATS}") from None
+        return StaticBoxes(out, min_score, nms_iou)
+    if not isinstance(data, list):
+        raise ValueError(f"boxes file {path}: expected {BOX_FORMATS}; got a json {type(data).__name__}")
+    return StaticBoxes(_detection_result_boxes(data, path, ann, category_id), min_score, nms_iou)
 
 
 def build_detector(spec: str | Callable[[np.ndarray], Any] | None) -> Callable[[np.ndarray], np.ndarray]:
-    """``"hog"`` / ``"whole"`` / ``"auto"`` (HOG when this OpenCV has it, else whole image with a
-    warning) / a path to an exported ``.onnx`` detector (:class:`ONNXDetector`) / a callable (wrapped
-    in :class:`CallableDetector`) / None (:data:`DEFAULT_DETECTOR`)."""
+    """``"blazepose"`` / ``"hog"`` / ``"whole"`` / ``"auto"`` (the best one installed: BlazePose when
+    OpenVINO is, else HOG when this OpenCV has it, else the whole image with a warning) / a path to
+    an exported ``.onnx`` detector (:class:`ONNXDetector`) / a callable (wrapped in
+    :class:`CallableDetector`) / None (:data:`DEFAULT_DETECTOR`)."""
     if spec is None:
         spec = DEFAULT_DETECTOR
     if spec == "whole":
         return WholeImage()
     if spec == "auto":
+        if blazepose_available():
+            return BlazePoseDetector()
         if hog_available():
+            warnings.warn("the BlazePose person detector needs OpenVINO (pip install 'stnet[openvino]'); using "
+                          "OpenCV's HOG detector, which finds far fewer people", stacklevel=2)
             return HOGDetector()
-        warnings.warn(f"OpenCV {cv2.__version__} has no HOG people detector (removed in OpenCV 5); using the whole "
-                      "image as the person box. Pass --boxes / a detector, or install opencv-python-headless<5.",
+        warnings.warn(f"no person detector installed (BlazePose needs OpenVINO: pip install 'stnet[openvino]'; "
+                      f"OpenCV {cv2.__version__} has no HOG); using the whole image as the person box",
                       stacklevel=2)
         return WholeImage()
+    if spec == "blazepose":
+        return BlazePoseDetector()
     if spec == "hog":
         return HOGDetector()
     if isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".onnx"):
         return ONNXDetector(spec)
-    if isinstance(spec, (WholeImage, HOGDetector, CallableDetector, ONNXDetector)):
+    if isinstance(spec, (WholeImage, HOGDetector, CallableDetector, ONNXDetector, BlazePoseDetector)):
         return spec
     if callable(spec):
         return CallableDetector(spec)

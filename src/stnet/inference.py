@@ -61,7 +61,8 @@ from .data.dataset import normalize_image
 from .data.records import check_image_pixels
 from .data.skeletons import Skeleton, get_skeleton, load_skeleton, skeleton_from_dict
 from .data.transforms import box_to_center_scale, get_warp_matrix
-from .detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, sanitize_boxes
+from .detectors import (DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections, pose_boxes,
+                        sanitize_boxes)
 from .evaluation.metrics import rescore
 from .hub import (DEFAULT_PRETRAINED, WEIGHTS_DIR, ModelFile, default_model, list_pretrained, load_model_ref,
                   model_state, resolve_checkpoint, state_num_joints)
@@ -319,6 +320,11 @@ class PoseEstimator:
         det_score, det_nms: detector boxes scoring below ``det_score`` are dropped, then greedy NMS
             at IoU ``det_nms`` (1 disables it); boxes passed by the caller are used as given.
         bbox_padding: the box is enlarged by this factor (1.25, as in training).
+        refine_boxes: run the pose twice on detector boxes: the second pass on the box around the
+            first pass's keypoints scoring above 0.3 (:func:`stnet.detectors.pose_boxes`; tighter
+            and better centred than a detector's box, at twice the pose cost). Boxes a call passes
+            are used as given. Off by default: with the shipped LSP model it did not help
+            (benchmarks/person_boxes.py, tools/demo_check.py --refine).
     """
 
     def __init__(self, model: str | os.PathLike | nn.Module | ModelRef = "stnet_1s",
@@ -328,7 +334,7 @@ class PoseEstimator:
                  device: str | torch.device = "cpu", precision: str = "auto", threads: int | None = None,
                  flip_test: bool = False, detector: str | Callable | None = None,
                  max_batch: int = 32, bbox_padding: float = 1.25, det_score: float = DEFAULT_DET_SCORE,
-                 det_nms: float = DEFAULT_DET_NMS) -> None:
+                 det_nms: float = DEFAULT_DET_NMS, refine_boxes: bool = False) -> None:
         ref = resolve_model(model, weights, skeleton=skeleton, input_size=input_size, codec=codec,
                             model_overrides=model_overrides)
         if backend is None or isinstance(backend, str):
@@ -344,6 +350,7 @@ class PoseEstimator:
         self.bbox_padding = float(bbox_padding)
         self.detector = build_detector(detector)
         self.det_score, self.det_nms = float(det_score), float(det_nms)
+        self.refine_boxes, self.refine_threshold = bool(refine_boxes), 0.3
         self.input_size = tuple(int(v) for v in backend.input_size)
         self.skeleton = self._skeleton(ref.skeleton)
         self.codec_config = ref.codec or CodecConfig()
@@ -474,6 +481,8 @@ class PoseEstimator:
         for img, bx in zip(imgs, boxes):
             b = self.detect(img) if bx is None else as_boxes(bx, box_format)
             per_image.append(sanitize_boxes(b, img.shape[:2])[0])
+        if self.refine_boxes and not self.untrained and any(bx is None for bx in boxes):  # untrained: noise
+            per_image = self._refined(imgs, per_image, [bx is None for bx in boxes])
         crops, inv = [], []
         for img, b in zip(imgs, per_image):
             if len(b):
@@ -517,6 +526,18 @@ class PoseEstimator:
                                               self.skeleton.name))
             path = str(images[i]) if isinstance(images[i], (str, os.PathLike)) else None
             out.append(Results(persons, img, self.skeleton, path=path, untrained=self.untrained))
+        return out
+
+    def _refined(self, imgs: list[np.ndarray], per_image: list[np.ndarray], detected: list[bool]
+                 ) -> list[np.ndarray]:
+        """Detector boxes replaced by boxes around a first pass's confident keypoints
+        (:func:`stnet.detectors.pose_boxes`); boxes a caller gave are kept as given."""
+        first = self.with_options(refine_boxes=False)._run(imgs, per_image, "rgb", "xywh")
+        out = []
+        for img, b, res, det in zip(imgs, per_image, first, detected):
+            if det and len(res) and len(res) == len(b):  # (a person dropped as non-finite: keep the boxes)
+                b = sanitize_boxes(pose_boxes(res.keypoints, res.scores, b, self.refine_threshold), img.shape[:2])[0]
+            out.append(b)
         return out
 
     predict = __call__

@@ -111,7 +111,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model = default_model()
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
-                     det_nms=args.det_nms, max_batch=args.batch)
+                     det_nms=args.det_nms, max_batch=args.batch, refine_boxes=args.refine)
     refuse_overwrite({"--json-out": json_out}, {"model file": str(est.source)})  # e.g. --model RUN_DIR
     prec = getattr(est.backend, "precision", None)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
@@ -230,15 +230,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "file, run directory, exported .onnx or OpenVINO IR .xml (default: the shipped weights, "
                         "stnet.inference.default_model())")
     _add_model_args(p)
-    p.add_argument("--detector", default=None, metavar="whole|hog|auto|DET.onnx",
+    p.add_argument("--detector", default=None, metavar="whole|auto|blazepose|hog|DET.onnx",
                    help="person boxes when --boxes is not given (default: whole, as in the Python API): the "
-                        "whole image (right for one person filling the photo); hog, OpenCV's HOG people "
-                        "detector (finds upright, unoccluded people over ~100 px only; needs OpenCV 4.x); "
-                        "auto (hog when available); or an exported ONNX "
+                        "whole image (right for one person filling the photo; warns when BlazePose sees several "
+                        "people); auto, the best detector installed (blazepose with the openvino extra, else "
+                        "hog); blazepose, MediaPipe's BlazePose person detector, bundled (finds people whose face "
+                        "shows; misses people seen from behind and small ones); hog, OpenCV's HOG people detector "
+                        "(upright, unoccluded people over ~100 px only; OpenCV 4.x); or an exported ONNX "
                         "detector: RTMDet/YOLOX as rtmlib/mmdeploy export them, YOLOv8/YOLO11 as ultralytics "
                         "does (docs/inference.md)")
-    p.add_argument("--boxes", default=None, help="json {image file name: [[x, y, w, h(, score)], ...]} or a COCO "
-                                                 "detection-results json (with --ann)")
+    p.add_argument("--refine", action="store_true",
+                   help="run the pose a second time on the box around the first pass's keypoints (detector boxes "
+                        "only; --boxes are used as given); off by default: it did not help the shipped model")
+    p.add_argument("--boxes", default=None,
+                   help="person boxes by image file name, from: a json {image file name: [[x, y, w, h(, score)], "
+                        "...]}; a COCO detection-results json [{image_id, bbox, score}, ...] (with --ann for the "
+                        "file names); or a COCO annotation json (images + annotations: its ground-truth person "
+                        "boxes, as the ground-truth-box protocol takes them)")
     p.add_argument("--ann", default=None, help="COCO annotation json: image ids of --boxes detections and of "
                                                "--format coco results")
     p.add_argument("--det-score", "--box-score", dest="det_score", type=float, default=DEFAULT_DET_SCORE,

@@ -1,0 +1,119 @@
+"""Track ids on a clip with known identities: 5 real people (the first LSP-Extended validation
+crops, scaled 0.8) pasted on a real background (a coco_mini photo, blurred) and moved 2 px per
+frame, the top row right and the bottom row left (no crossings), 45 frames. ``stnet predict``'s
+own loop (``run_predict``: detector, pose, tracker) runs on it, with detection on
+every frame and every 5th frame (``--detect-every 5``: the frames between get the previous
+frame's keypoint boxes). Each predicted person is matched to the pasted crop holding its box
+centre; reported per run: distinct track ids per identity (the goal: at most one for a person
+that stays in view), the frames each identity was found on, and persons matching no identity.
+
+    python benchmarks/tracking_ids.py [--data ../shared/data] [--detector auto] [--threads 2]
+
+Writes benchmarks/results/tracking_ids.json and tracking_ids.md; names the CPU (stnet.cpuinfo).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import cv2
+import torch
+
+from stnet.apps.predict import run_predict
+from stnet.cpuinfo import cpu_info
+from stnet.data.build import default_data_root
+from stnet.data.lsp import load_lsp_joints, lsp_split_indices
+from stnet.detectors import BlazePoseDetector
+from stnet.inference import PoseEstimator
+
+OUT = Path(__file__).resolve().parent / "results"
+MODEL = "stnet_1s.lspet_128x96"
+FRAMES, SIZE = 45, (540, 960)
+
+
+def make_clip(data: Path, path: Path) -> list[list[tuple[int, int, int, int]]]:
+    """Write the clip to ``path`` (MJPG avi); returns per frame the ``(x, y, w, h)`` of each identity."""
+    kps, _ = load_lsp_joints(data / "lspet" / "joints.mat")
+    n_img = len(list((data / "lspet" / "images").glob("im*.jpg")))
+    crops = []
+    for i in lsp_split_indices(min(len(kps), n_img), "val")[:5]:
+        im = cv2.imread(str(data / "lspet" / "images" / f"im{i + 1:05d}.jpg"))
+        crops.append(cv2.resize(im, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA))
+    coco = sorted((data / "coco_mini" / "train2017").glob("*.jpg"))[0]
+    bg = cv2.GaussianBlur(cv2.resize(cv2.imread(str(coco)), SIZE[::-1]), (0, 0), 8)
+    start = [(20, 40, 2), (340, 40, 2), (660, 40, 2), (200, 300, -2), (600, 300, -2)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, SIZE[::-1])  # type: ignore[attr-defined]
+    truth = []
+    for f in range(FRAMES):
+        frame = bg.copy()
+        boxes = []
+        for (x0, y0, v), c in zip(start, crops):
+            x = x0 + v * f
+            h, w = c.shape[:2]
+            frame[y0:y0 + h, x:x + w] = c
+            boxes.append((x, y0, w, h))
+        writer.write(frame)
+        truth.append(boxes)
+    writer.release()
+    return truth
+
+
+def count_ids(frames: list[dict], truth: list[list[tuple[int, int, int, int]]]) -> dict:
+    ids: dict[int, set[int]] = {k: set() for k in range(len(truth[0]))}
+    found = dict.fromkeys(ids, 0)
+    stray = 0
+    for fr, boxes in zip(frames, truth):
+        for p in fr["persons"]:
+            x, y, w, h = p["box"]
+            cx, cy = x + w / 2, y + h / 2
+            hit = [k for k, (bx, by, bw, bh) in enumerate(boxes) if bx <= cx < bx + bw and by <= cy < by + bh]
+            if not hit:
+                stray += 1
+                continue
+            ids[hit[0]].add(int(p["track_id"]))
+            found[hit[0]] += 1
+    return {"ids_per_person": [len(ids[k]) for k in ids], "frames_found": [found[k] for k in ids],
+            "stray_persons": stray, "distinct_ids": len({p["track_id"] for fr in frames for p in fr["persons"]})}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(default_data_root()))
+    ap.add_argument("--detector", default="auto", help="auto / blazepose / hog / whole, or blazepose-whole: "
+                    "BlazePose on the whole frame only, without its tiles (14x less detection time)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    det = BlazePoseDetector(grids=(), threads=args.threads) if args.detector == "blazepose-whole" else args.detector
+    est = PoseEstimator.from_spec(MODEL, detector=det, threads=args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "people.avi"
+        truth = make_clip(Path(args.data), clip)
+        for every in (1, 5):
+            out = Path(tmp) / f"every{every}"
+            run_predict(est, str(clip), output_dir=out, render_images=False, detect_every=every, progress=False,
+                        print_fn=lambda m: None)
+            frames = json.loads((out / "predictions.json").read_text())["frames"]
+            rows.append({"detect_every": every, **count_ids(frames, truth)})
+            print(rows[-1], flush=True)
+    info = {"cpu": cpu_info().model, "threads": args.threads, "model": MODEL, "detector": repr(est.detector),
+            "frames": FRAMES, "command": "python benchmarks/tracking_ids.py " + " ".join(sys.argv[1:])}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "tracking_ids.json").write_text(json.dumps({"info": info, "runs": rows}, indent=1))
+    md = [f"# Track ids on a {FRAMES}-frame clip of 5 people ({info['command']})", "",
+          f"Detector {info['detector']}, model {MODEL}, CPU {info['cpu']} ({args.threads} threads, shared).", "",
+          "| detect every | ids per person | frames found per person | persons off every identity | ids in all |",
+          "|---|---|---|---|---|"]
+    md += [f"| {r['detect_every']} | {r['ids_per_person']} | {r['frames_found']} | {r['stray_persons']} | "
+           f"{r['distinct_ids']} |" for r in rows]
+    (OUT / "tracking_ids.md").write_text("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()
