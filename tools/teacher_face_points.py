@@ -14,6 +14,8 @@ Commands:
 
     python tools/teacher_face_points.py lspet  -o data/lspet_face_points.npz   # the labels file
     python tools/teacher_face_points.py coco   # the teacher against coco_mini's human face labels
+    python tools/teacher_face_points.py coco --split-file ~/.cache/stnet/data/coco17_lspet/annotations/\
+coco_mini_split.json --student stnet_1s.coco17_128x96   # held-out persons, teacher and student
 
 The crop (both commands): a square around the person's box (LSP: the extent of its 14 human
 joints grown by 10% a side, as stnet's LSP reader does; COCO: the ground-truth box), side 1.25 x the
@@ -175,56 +177,63 @@ def cmd_lspet(args: argparse.Namespace) -> None:
           "kept points: " + ", ".join(f"{f} {keep[:, j].sum()}" for j, f in enumerate(FACE_NAMES)))
 
 
+def _oks(p: np.ndarray, gt: np.ndarray, area: float, sigma: float) -> float:
+    """COCO's per-keypoint similarity exp(-d^2 / (2 s^2 k^2)), s^2 = area, k = 2 sigma."""
+    return float(np.exp(-float(np.sum((p - gt) ** 2)) / (2 * max(area, 1.0) * (2 * sigma) ** 2)))
+
+
 def cmd_coco(args: argparse.Namespace) -> None:
-    """Teacher face points against coco_mini's human labels, with the same crop and rules."""
+    """Teacher face points against coco_mini's human labels, with the same crop and rules; with
+    ``--student``, a stnet model's face points on the same persons (ground-truth boxes, flip test)."""
     from stnet.data.coco import load_coco_records
 
     root = Path(args.data_root).expanduser()
     ann = root / "coco_mini" / "annotations" / "person_keypoints_train2017.json"
     recs = load_coco_records(ann, root / "coco_mini" / "train2017", "coco17")
-    if args.images:
-        ids = set(json.loads(Path(args.images).read_text())["images"])
+    if args.split_file:
+        ids = set(json.loads(Path(args.split_file).expanduser().read_text())["val"])
         recs = [r for r in recs if r.image_id in ids]
     names = get_skeleton("coco17").keypoint_names
     sig = get_skeleton("coco17").sigmas_array()
     teacher = Teacher(Path(args.model))
+    student = None
+    if args.student:
+        from stnet.inference import PoseEstimator
+
+        student = PoseEstimator(args.student, flip_test=True, precision="fp32")
     cache: dict[str, np.ndarray] = {}
     ks: dict[str, list[float]] = {f: [] for f in FACE_NAMES}
     ks_kept: dict[str, list[float]] = {f: [] for f in FACE_NAMES}
-    out = []
+    ks_student: dict[str, list[float]] = {f: [] for f in FACE_NAMES}
     for r in recs:
         img = cache.setdefault(str(r.image_path), read_image(r.image_path))
         body = _body(names, r.keypoints, r.visibility)
         xy, conf, _, _ = run_person(teacher, img, r.box, body)
         err = body_error(xy, body)
         area = float(r.extra.get("area", r.box[2] * r.box[3]))
-        pred = {}
+        mine = student(img, boxes=[r.box]).keypoints[0] if student is not None else None
         for f in FACE_NAMES:
-            j = names.index(f)
-            p = xy[BP_FACE[f]]
-            pred[f] = [float(p[0]), float(p[1]), float(conf[BP_FACE[f]])]
+            j, b = names.index(f), BP_FACE[f]
             if r.visibility[j] <= 0:
                 continue
-            d2 = float(np.sum((p - r.keypoints[j]) ** 2))
-            k = float(np.exp(-d2 / (2 * max(area, 1.0) * (2 * sig[j]) ** 2)))
-            ks[f].append(k)
-            if conf[BP_FACE[f]] >= args.min_conf and err <= args.max_body_err:
-                ks_kept[f].append(k)
-        out.append({"image_id": r.image_id, "id": r.instance_id, "body_err": err, "face": pred})
-    print(f"{len(recs)} persons; per-point OKS similarity (mean over human-labelled points; "
-          f"kept = conf >= {args.min_conf} and body error <= {args.max_body_err}):")
-    print("| point | labelled | mean OKS | >= 0.5 | kept | mean OKS kept | >= 0.5 kept |")
-    print("|---|---|---|---|---|---|---|")
-    for f in FACE_NAMES:
-        a, b = np.asarray(ks[f]), np.asarray(ks_kept[f])
-        print(f"| {f} | {len(a)} | {a.mean():.3f} | {100 * (a >= 0.5).mean():.1f}% | {len(b)} | "
-              f"{b.mean() if len(b) else float('nan'):.3f} | {100 * (b >= 0.5).mean() if len(b) else float('nan'):.1f}% |")
-    allk = np.concatenate([np.asarray(v) for v in ks.values()])
-    print(f"all face points: {len(allk)} labelled, mean OKS {allk.mean():.3f}, >= 0.5: {100 * (allk >= 0.5).mean():.1f}%")
-    if args.output:
-        from stnet.io import write_text
-
-        write_text(args.output, json.dumps(out))
+            ks[f].append(_oks(xy[b], r.keypoints[j], area, sig[j]))
+            if conf[b] >= args.min_conf and err <= args.max_body_err:
+                ks_kept[f].append(ks[f][-1])
+            if mine is not None:
+                ks_student[f].append(_oks(mine[j], r.keypoints[j], area, sig[j]))
+    print(f"{len(recs)} persons; per-point OKS similarity exp(-d^2/(2 area (2 sigma)^2)), mean over the "
+          f"human-labelled points; kept = conf >= {args.min_conf} and body error <= {args.max_body_err}")
+    head = "| point | labelled | teacher mean OKS | teacher >= 0.5 | kept | kept mean OKS |"
+    print(head + (" student mean OKS | student >= 0.5 |" if student else ""))
+    print("|---" * (6 + (2 if student else 0)) + "|")
+    for f in [*FACE_NAMES, "all"]:
+        pick = FACE_NAMES if f == "all" else (f,)
+        a, b, c = (np.concatenate([np.asarray(d[g], np.float64) for g in pick]) for d in (ks, ks_kept, ks_student))
+        row = (f"| {f} | {len(a)} | {a.mean():.3f} | {100 * (a >= 0.5).mean():.1f}% | {len(b)} | "
+               f"{b.mean() if len(b) else float('nan'):.3f} |")
+        if student:
+            row += f" {c.mean():.3f} | {100 * (c >= 0.5).mean():.1f}% |"
+        print(row)
 
 
 def cmd_draw(args: argparse.Namespace) -> None:
@@ -266,8 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--output", default="data/lspet_face_points.npz")
     p.add_argument("--limit", type=int, default=0, help="first N images only (a quick check)")
     p = sub.add_parser("coco", help="measure the teacher against coco_mini's human face labels")
-    p.add_argument("--images", help="a json {'images': [ids]}: score only these images (a held-out split)")
-    p.add_argument("-o", "--output", help="write the teacher's face points per person (json)")
+    p.add_argument("--split-file", help="tools/make_coco17_sets.py's coco_mini_split.json: score its 'val' images only")
+    p.add_argument("--student", help="also score this stnet model (a shipped name, pack or checkpoint)")
     p = sub.add_parser("draw", help="draw the teacher's landmarks on LSP-Extended crops")
     p.add_argument("index", type=int, nargs="+", help="1-based LSP-Extended image numbers")
     p.add_argument("-o", "--output", default="/tmp/teacher_draw.jpg")
