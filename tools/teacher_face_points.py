@@ -236,6 +236,38 @@ def cmd_coco(args: argparse.Namespace) -> None:
         print(row)
 
 
+def cmd_student_lspet(args: argparse.Namespace) -> None:
+    """A COCO-17 model's face points on LSP-Extended val against the teacher's kept labels there,
+    from the ``predictions_raw.npz`` that ``stnet eval`` (or a run's validation) writes on the
+    recipe's val_lspet.json (records in file order: im08101..im09000). Distances in torso units
+    (right shoulder to left hip, the PCK normaliser)."""
+    raw = np.load(args.predictions, allow_pickle=False)
+    labels = np.load(args.labels, allow_pickle=False)
+    row = {int(i): k for k, i in enumerate(labels["image"])}
+    kp, gt, vis = raw["keypoints"], raw["gt_keypoints"], raw["visible"]
+    order = raw["indices"] if "indices" in raw.files else np.arange(len(kp))
+    if kp.shape[1:] != (17, 2):
+        raise SystemExit(f"{args.predictions}: expected coco17 predictions (N, 17, 2), got {kp.shape}")
+    coco = get_skeleton("coco17")
+    rs, lh = coco.index("right_shoulder"), coco.index("left_hip")
+    errs = []
+    for n, i in enumerate(order):
+        k = row[8101 + int(i)]
+        torso = float(np.linalg.norm(gt[n, rs] - gt[n, lh]))
+        if not (vis[n, rs] and vis[n, lh] and torso > 0):
+            continue
+        e = np.linalg.norm(kp[n, :5] - labels["xy"][k], axis=1) / torso
+        errs.append(np.where(labels["keep"][k], e, np.nan))
+    e = np.asarray(errs)
+    print(f"{args.predictions}: face points against the teacher's kept labels on LSP-Extended val "
+          f"({np.isfinite(e).any(1).sum()} persons with a torso and kept labels)")
+    print("| point | labels | median distance (torso) | within 0.2 torso |")
+    print("|---|---|---|---|")
+    for j, f in enumerate(FACE_NAMES):
+        c = e[:, j][np.isfinite(e[:, j])]
+        print(f"| {f} | {len(c)} | {np.median(c):.3f} | {100 * (c <= 0.2).mean():.1f}% |")
+
+
 def cmd_draw(args: argparse.Namespace) -> None:
     """Draw the teacher's landmarks on a few LSP-Extended crops (a visual check of the format)."""
     root = Path(args.data_root).expanduser()
@@ -277,11 +309,14 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("coco", help="measure the teacher against coco_mini's human face labels")
     p.add_argument("--split-file", help="tools/make_coco17_sets.py's coco_mini_split.json: score its 'val' images only")
     p.add_argument("--student", help="also score this stnet model (a shipped name, pack or checkpoint)")
+    p = sub.add_parser("student-lspet", help="a COCO-17 model's face points against the labels on LSP val")
+    p.add_argument("predictions", help="predictions_raw.npz of stnet eval on the recipe's val_lspet.json")
+    p.add_argument("--labels", default="data/lspet_face_points.npz")
     p = sub.add_parser("draw", help="draw the teacher's landmarks on LSP-Extended crops")
     p.add_argument("index", type=int, nargs="+", help="1-based LSP-Extended image numbers")
     p.add_argument("-o", "--output", default="/tmp/teacher_draw.jpg")
     args = ap.parse_args(argv)
-    {"lspet": cmd_lspet, "coco": cmd_coco, "draw": cmd_draw}[args.cmd](args)
+    {"lspet": cmd_lspet, "coco": cmd_coco, "student-lspet": cmd_student_lspet, "draw": cmd_draw}[args.cmd](args)
 
 
 if __name__ == "__main__":
