@@ -132,3 +132,28 @@ def test_eval_checkpoint_takes_a_run_directory(files, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(recipe), "--checkpoint", "nope", "--output-dir", str(tmp_path / "ev2")]) == 2
     assert "--checkpoint: 'nope' is neither a file" in capsys.readouterr().err
+
+
+def test_model_weights_copies_the_head_rows_of_keypoints_shared_by_name(files, capsys):
+    """Issue 24: warm-starting another layout keeps what the weights know about the keypoints both
+    layouts name (the LSP-14 -> COCO-17 fine-tune copies the 12 body joints' head rows)."""
+    from stnet.engine.build import build_model
+
+    six = skeleton_from_dict({"name": "six", "keypoint_names": ["nose", "hip_r", "x", "sh_l", "hip_l", "y"],
+                              "flip_pairs": [[1, 4]], "sigmas": [0.05] * 6, "joint_weights": [1.0] * 6,
+                              "links": []})
+    src = load_model_ref(files["pack"]).weights("w")["model"]
+    cfg = load_config(None, {"model.name": "stnet_1s", "model.overrides": {"width": 8}, "input_size": list(SIZE),
+                             "model.weights": str(files["pack"])})
+    torch.manual_seed(1)
+    fresh = build_model(cfg, num_joints=6)  # no skeleton: the head keeps its init
+    torch.manual_seed(1)
+    model = build_model(cfg, num_joints=6, skeleton=six)
+    out = capsys.readouterr().out
+    assert "copied the rows of 3 shared keypoints (hip_r, sh_l, hip_l) into head.bias, head.weight" in out
+    for name in ("head.weight", "head.bias"):
+        got, init, want = model.state_dict()[name], fresh.state_dict()[name], src[name].float()
+        for dst, s in ((1, 3), (3, 0), (4, 2)):  # six's index <- upper4's index
+            assert torch.equal(got[dst], want[s].to(got.dtype)), (name, dst)
+        for dst in (0, 2, 5):  # not in upper4: the new init
+            assert torch.equal(got[dst], init[dst]), (name, dst)

@@ -50,10 +50,10 @@ class RunState:
 
 
 def build_run_state(cfg: TrainConfig, info: DistInfo, num_joints: int, iters_per_epoch: int,
-                    state: dict[str, Any] | None) -> RunState:
+                    state: dict[str, Any] | None, skeleton: Skeleton | None = None) -> RunState:
     """Model (channels-last, SyncBN, DDP as configured), EMA, loss, optimiser, schedule, scaler."""
     rt = cfg.runtime
-    model = build_model(cfg, num_joints).to(info.device)
+    model = build_model(cfg, num_joints, skeleton).to(info.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if cfg.loss.intermediate_supervision:

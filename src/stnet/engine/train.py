@@ -151,7 +151,7 @@ def _locked_train(cfg: TrainConfig, info: DistInfo, state: dict[str, Any] | None
             info.say(f"note: removed {tmp}, left by an interrupted write")
     train_loader, val_loader, iters_per_epoch = _build_loaders(cfg, info)
     train_ds: Any = train_loader.dataset
-    run = build_run_state(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state)
+    run = build_run_state(cfg, info, train_ds.skeleton.num_keypoints, iters_per_epoch, state, train_ds.skeleton)
     run.skeleton = train_ds.skeleton
     if state is not None:
         restore_run_state(run, state, ckpt_path)
