@@ -209,7 +209,8 @@ def test_mpii_records(tmp_path):
     with pytest.raises(ValueError, match=r"mpii.json: record \[0\]: 14 joints but skeleton 'mpii16' has 16"):
         load_mpii_records(p, tmp_path / "images")
     p.write_text(json.dumps([{"image": "x.jpg", "center": [80, 60], "scale": 0.0, "joints": joints}]))
-    with pytest.raises(ValueError, match="zero-area"):
+    with pytest.raises(ValueError, match=r"mpii.json: record \[0\]: invalid center \[80, 60\] / scale 0.0 "
+                                         r"\(expected \[x, y\] and a number > 0"):
         load_mpii_records(p, tmp_path / "images")
     p.write_text(json.dumps({"images": []}))
     with pytest.raises(ValueError, match="not an MPII json"):

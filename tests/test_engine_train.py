@@ -249,7 +249,7 @@ def test_time_budget_stops_in_time_with_complete_checkpoints(tmp_path, syn):
     assert recs[-1]["lr"] < 0.5e-3 and all(r["img_per_s"] > 0 for r in recs)
 
 
-@pytest.mark.parametrize("val_interval", [1, 5])
+@pytest.mark.parametrize("val_interval", [pytest.param(1, marks=pytest.mark.slow), 5])
 def test_budget_spent_between_epochs_logs_no_empty_epoch(tmp_path, syn, monkeypatch, val_interval):
     """When the budget runs out before an epoch's first step (the re-plan counted on time that the
     last validation took), that epoch leaves no row (an AVX2 EPYC logged `loss 0, 0 img/s` rows):
