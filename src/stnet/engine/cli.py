@@ -59,7 +59,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from .ship import pack_weights
+    from .pack import pack_weights
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
     pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.recipe_command,

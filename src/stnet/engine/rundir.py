@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from stnet.hub import load_state
+from stnet.model_files import load_state
 from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_text
 
 from .config import _flatten

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
-from stnet.hub import load_state
+from stnet.model_files import load_state
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast
