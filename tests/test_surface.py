@@ -47,12 +47,12 @@ class CountingBackend:
 
     def __init__(self, inner) -> None:
         self.inner, self.calls, self.sizes = inner, 0, []
-        self.name, self.input_size = inner.name, inner.input_size
+        self.name, self.input_size, self.card = inner.name, inner.input_size, inner.card
 
-    def __call__(self, crops):
+    def run(self, crops, affine=None):
         self.calls += 1
         self.sizes.append(len(crops))
-        return self.inner(crops)
+        return self.inner.run(crops, affine)
 
 
 # ------------------------------------------------------------------ colour order
