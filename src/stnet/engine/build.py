@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from stnet.data.build import build_dataset, build_skeleton, load_records
 from stnet.data.config import DataConfig
-from stnet.hub import load_model_ref, model_state
+from stnet.model_files import load_model_ref, model_state
 from stnet.models import create_model
 
 from .config import TrainConfig, resolve_data_path

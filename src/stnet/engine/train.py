@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
 from stnet.data.device_augment import DeviceAugment, collate_deferred, use_device_augment
-from stnet.hub import load_state
+from stnet.model_files import load_state
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast
