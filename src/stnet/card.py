@@ -178,7 +178,7 @@ def _size(v: Any, name: str, where: str) -> tuple[int, int] | None:
     if v is None:
         return None
     if not isinstance(v, (list, tuple)) or len(v) != 2:
-        raise ValueError(f"{where}: {name} must be [H, W], got {str(v)[:60]}")
+        raise ValueError(f"{where}: {name} must be [H, W], got {repr(v)[:60]}")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
                and MIN_SIDE <= x <= MAX_SIDE for x in v):
         raise ValueError(f"{where}: {name} {str(list(v))[:60]}: expected [H, W], integers from {MIN_SIDE} "
