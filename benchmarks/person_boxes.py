@@ -96,7 +96,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     data = Path(args.data)
     images, gt = coco_people(data / "coco_mini")
-    base = PoseEstimator.from_spec(MODEL, threads=args.threads)
+    base = PoseEstimator(MODEL, threads=args.threads)
     blaze = BlazePoseDetector(threads=args.threads)
     rows = []
     if hog_available() and not args.skip_hog:

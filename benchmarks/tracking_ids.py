@@ -90,7 +90,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     det = BlazePoseDetector(grids=(), threads=args.threads) if args.detector == "blazepose-whole" else args.detector
-    est = PoseEstimator.from_spec(MODEL, detector=det, threads=args.threads)
+    est = PoseEstimator(MODEL, detector=det, threads=args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "people.avi"

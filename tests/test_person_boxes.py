@@ -130,7 +130,7 @@ def test_predict_with_a_coco_annotation_file_reproduces_gt_box_predictions(tmp_p
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / im["file_name"]).write_bytes((root / "train2017" / im["file_name"]).read_bytes())
-    est = PoseEstimator.from_spec("stnet_1s.lspet_128x96")
+    est = PoseEstimator("stnet_1s.lspet_128x96")
     run_predict(est, str(folder), output_dir=tmp_path / "out", boxes=load_boxes_file(ann), render_images=False)
     got = json.loads((tmp_path / "out" / "predictions.json").read_text())["images"][0]["persons"]
     boxes = [[max(0.0, min(a["bbox"][0], im["width"] - 1)), max(0.0, min(a["bbox"][1], im["height"] - 1)),

@@ -26,7 +26,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _estimator(spec: str, args: argparse.Namespace, **kw):
-    from stnet.inference import PoseEstimator, UntrainedWeightsWarning
+    from stnet.inference.estimator import PoseEstimator, UntrainedWeightsWarning
 
     if args.skeleton:
         kw["skeleton"] = args.skeleton
@@ -34,7 +34,7 @@ def _estimator(spec: str, args: argparse.Namespace, **kw):
         kw["input_size"] = args.input_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWeightsWarning)  # we say it ourselves, once, below
-        est = PoseEstimator.from_spec(spec, weights=args.weights, **kw)
+        est = PoseEstimator(spec, weights=args.weights, **kw)
     if est.untrained:
         print(f"stnet {args.command}: WARNING: {spec} runs UNTRAINED (randomly initialised) weights - the keypoints "
               "are meaningless. Pass a checkpoint (--model runs/<name>/best.pt) or --weights.", file=sys.stderr)
@@ -106,9 +106,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"stnet predict: note: {w.message}", file=sys.stderr)
     if args.model is None:
-        from stnet.inference import default_model
+        from stnet.constants import DEFAULT_MODEL
 
-        args.model = default_model()
+        args.model = DEFAULT_MODEL
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
                      det_nms=args.det_nms, max_batch=args.batch, refine_boxes=args.refine)
@@ -152,7 +152,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ export
 def cmd_export(args: argparse.Namespace) -> int:
-    from stnet.export import EXPORT_FORMATS, check_export_args, check_onnx, export_estimator
+    from stnet.export.check import check_export
+    from stnet.export.onnx import check_export_args
+    from stnet.inference.estimator import EXPORT_FORMATS
 
     if args.format not in EXPORT_FORMATS:
         raise ValueError(f"unsupported export format {args.format!r} (one of {', '.join(EXPORT_FORMATS)})")
@@ -172,9 +174,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{stem}{'_decode' if decode else ''}{EXPORT_FORMATS[args.format]}")
     outs = {"--output": out, "--output (.bin)": out.with_suffix(".bin") if args.format == "openvino" else None}
     refuse_overwrite(outs, {"model": args.model, "model file": str(est.source), "--weights": args.weights})
-    path = export_estimator(est, out, format=args.format, opset=args.opset, decode=args.decode,
-                            with_affine=args.with_affine)
-    assert est.network is not None  # export_estimator refuses an exported file
+    path = est.export(out, format=args.format, opset=args.opset, decode=args.decode, with_affine=args.with_affine)
+    assert est.network is not None  # export() refuses an exported file
     size_mb = sum(p.stat().st_size for p in {path, path.with_suffix(".bin")} if p.is_file()) / 1e6
     print(f"stnet export: wrote {path}{' + ' + path.with_suffix('.bin').name if args.format == 'openvino' else ''} "
           f"({size_mb:.1f} MB; inputs: images (B, 3, "
@@ -183,7 +184,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.no_check:
         runtime = "openvino" if args.format == "openvino" else "onnxruntime"
         try:
-            diff = check_onnx(est.network, path, est.input_size, decode=decode, with_affine=args.with_affine,
+            diff = check_export(est.network, path, est.input_size, decode=decode, with_affine=args.with_affine,
                               unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size,
                               runtime=runtime)
             print(f"stnet export: {runtime}{' (f32)' if runtime == 'openvino' else ''} vs PyTorch max abs diff "
@@ -201,7 +202,7 @@ BENCH_BACKENDS = ("eager", "eager_folded", "eager_optimized", "onnxruntime", "on
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from stnet.bench import format_table, run_benchmark, write_results
+    from stnet.apps.bench import format_table, run_benchmark, write_results
 
     unknown = [b for b in args.backends or () if b not in BENCH_BACKENDS]
     if unknown:  # an unknown name would time nothing and still exit 0
@@ -228,7 +229,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="shipped weights name, registered model name (untrained unless --weights), checkpoint "
                         "file, run directory, exported .onnx or OpenVINO IR .xml (default: the shipped weights, "
-                        "stnet.inference.default_model())")
+                        "stnet.constants.DEFAULT_MODEL)")
     _add_model_args(p)
     p.add_argument("--detector", default=None, metavar="whole|auto|blazepose|hog|DET.onnx",
                    help="person boxes when --boxes is not given (default: whole, as in the Python API): the "

@@ -37,7 +37,8 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..inference import NonFiniteWarning, load_image
+from stnet.inference.estimator import NonFiniteWarning
+from stnet.inference.images import load_image
 from ..io import atomic_write, write_bytes
 from ..results import Results, render, skeleton_header
 from ..tracking import Tracker
@@ -175,7 +176,7 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | str | None 
                 flush_every: int = 20, progress: bool | None = None, print_fn: Callable[[str], Any] = print,
                 fmt: str = "stnet", ann: str | Path | None = None, detect_every: int = 1,
                 min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0) -> dict[str, Any]:
-    """Run ``est`` (a :class:`~stnet.inference.PoseEstimator`) over ``inp``; returns a summary
+    """Run ``est`` (a :class:`~stnet.inference.estimator.PoseEstimator`) over ``inp``; returns a summary
     ``{"inputs", "persons", "skipped": [(name, reason)], "json", "outputs", "interrupted", ...}``.
     Ctrl-C stops the run cleanly: what was done is saved and ``summary["interrupted"]`` is True."""
     if fmt not in JSON_FORMATS:

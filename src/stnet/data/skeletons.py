@@ -136,10 +136,6 @@ class Skeleton:
 
 # ----------------------------------------------------------------------------- built-ins
 
-def _pairs_by_name(names: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
-    return tuple((names.index(a), names.index(b)) for a, b in pairs)
-
-
 _COCO_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
