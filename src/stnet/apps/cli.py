@@ -87,6 +87,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     json_out = args.json_out or str(Path(args.output_dir) / "predictions.json")
     refuse_overwrite({"--json-out": json_out}, {"--ann": args.ann, "--boxes": args.boxes, "--model": args.model,
                                                  "--weights": args.weights, "--detector": args.detector})
+    if args.resume and not json_out.lower().endswith(".jsonl"):  # before the model loads
+        raise ValueError(f"--resume needs a JSON Lines --json-out (a path ending in .jsonl), got {json_out}")
     if not math.isfinite(args.det_score) or not math.isfinite(args.det_nms):
         raise ValueError(f"--det-score {args.det_score} / --det-nms {args.det_nms}: expected finite numbers")
     for opt, low in (("smooth_min_cutoff", "> 0"), ("smooth_beta", ">= 0"), ("smooth_d_cutoff", "> 0")):
@@ -125,7 +127,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     max_frames=args.max_frames, flush_every=args.flush_every,
                     progress=None if not args.no_progress else False, print_fn=lambda m: print(m, file=sys.stderr),
                     fmt=args.format, ann=args.ann, detect_every=args.detect_every,
-                    min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff)
+                    min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff,
+                    resume=args.resume)
     unit = "frame" if s["kind"] in ("video", "webcam") else "image"
     if s["unused_boxes"]:
         u = s["unused_boxes"]
@@ -136,6 +139,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"stnet predict: {len(n)} image(s) have no image id in --ann and are not in the COCO results: "
               + ", ".join(n[:5]) + (" ..." if len(n) > 5 else ""), file=sys.stderr)
     line = (f"stnet predict: {s['inputs']} {unit}(s), {s['persons']} person(s)"
+            + (f", {s['resumed']} already in {s['json']} (--resume)" if s["resumed"] else "")
             + (f", {len(s['skipped'])} skipped" if s["skipped"] else "")
             + (f", {s['missing_boxes']} image(s) not in --boxes (no persons)" if s["missing_boxes"] else "")
             + f"; json: {s['json']}" + (f"; overlays: {out_dir}" if s["outputs"] else ""))
@@ -264,7 +268,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "give the boxes (default 1)")
     p.add_argument("--output-dir", default="runs/predict", help="overlays and json go here (default runs/predict)")
     p.add_argument("--json-out", default=None,
-                   help="results json (default OUTPUT_DIR/predictions.json; - prints it to stdout)")
+                   help="results json (default OUTPUT_DIR/predictions.json; - prints it to stdout); a path "
+                        "ending in .jsonl streams JSON Lines, a header line then one line per image as it is "
+                        "done (for large folders: bounded memory, a killed run can --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="with a .jsonl --json-out that exists: skip the images already in it and append the rest "
+                        "(without --resume an existing output is replaced)")
     p.add_argument("--threshold", type=float, default=None,
                    help="draw keypoints scoring above this (default 0.3; with untrained weights all are drawn)")
     p.add_argument("--flip", action="store_true", help="flip test (2x compute, a little more accurate)")
@@ -287,7 +296,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one-euro derivative cut-off (default 1.0)")
     p.add_argument("--max-frames", type=int, default=None, help="video/webcam: stop after N frames")
     p.add_argument("--flush-every", type=int, default=20, metavar="N",
-                   help="rewrite the json every N images / frames, and at the end (default 20; 0: only at the end)")
+                   help="rewrite the json every N images / frames, and at the end (default 20; 0: only at the "
+                        "end); .jsonl: sync it to disk every N lines")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 
