@@ -103,16 +103,20 @@ def test_read_ahead_keeps_order_and_hands_errors_over(tmp_path):
     gen.close()  # a consumer that stops early leaves no thread blocked on the full queue
 
 
-def test_folder_skips_unreadable_images_in_jsonl(ckpt, tmp_path, capsys):
+def test_folder_skips_unreadable_images_in_jsonl(ckpt, tmp_path, capfd):
     d = tmp_path / "in"
     d.mkdir()
     cv2.imwrite(str(d / "a.jpg"), np.zeros((40, 30, 3), np.uint8))
     (d / "b.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (d / "c.txt").write_text("hello")
     cv2.imwrite(str(d / "d.png"), np.full((40, 30, 3), 90, np.uint8))
+    png = cv2.imencode(".png", np.zeros((50, 50, 3), np.uint8))[1].tobytes()
+    (d / "e.png").write_bytes(png[:60])  # truncated inside its first chunk
     out = tmp_path / "r.jsonl"
     assert _predict(ckpt, d, out) == 0
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # fd 2: what OpenCV's decoders print as well as Python's
     assert "skipped b.jpg" in err and "skipped c.txt" in err
+    assert "skipped e.png" in err and "damaged or truncated PNG" in err
+    assert "WARN" not in err and "libpng" not in err and "grfmt" not in err, err
     _, records = read_jsonl(out)
     assert [r["file"] for r in records] == ["a.jpg", "d.png"]

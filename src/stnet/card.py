@@ -93,7 +93,9 @@ class ModelCard:
         docstring). Raises ValueError naming ``where`` and the field for a wrong type."""
         if not isinstance(d, Mapping):
             raise ValueError(f"{where}: expected a json object, got {type(d).__name__}")
-        version = int(d.get("card_version", 0))
+        version = d.get("card_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):  # int("x") / int(None) would escape
+            raise ValueError(f"{where}: card_version must be an integer, got {version!r}"[:200])
         if version > CARD_VERSION:
             raise ValueError(f"{where}: card_version {version} is newer than this stnet reads ({CARD_VERSION}); "
                              "upgrade stnet")

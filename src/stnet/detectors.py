@@ -42,6 +42,8 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from .io import read_json
+
 __all__ = ["hog_available", "blazepose_available", "BlazePoseDetector", "pose_boxes", "weighted_nms", "BOX_FORMATS",
            "WholeImage", "HOGDetector", "CallableDetector", "ONNXDetector", "StaticBoxes",
            "as_boxes", "sanitize_boxes", "load_boxes_file", "build_detector", "DETECTORS", "nms_boxes", "MAX_NMS_BOXES",
@@ -651,18 +653,32 @@ def _detection_result_boxes(data: list, path: Path, ann: str | os.PathLike | Non
     ann = Path(ann)
     if not ann.is_file():
         raise FileNotFoundError(f"annotation file {ann} not found")
-    images = json.loads(ann.read_text(encoding="utf-8")).get("images", [])
-    names = {int(im["id"]): im["file_name"] for im in images}
+    doc = read_json(ann, "--ann")
+    try:
+        names = {int(im["id"]): str(im["file_name"]) for im in (doc.get("images") or [])}
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"--ann {ann}: expected a COCO annotation json with images [{{id, file_name}}]") from None
     grouped: dict[str, list[list[float]]] = {}
     unknown = 0
-    for det in data:
-        if category_id is not None and int(det.get("category_id", 1)) != category_id:
-            continue
-        name = names.get(int(det["image_id"]))
-        if name is None:
-            unknown += 1
-            continue
-        grouped.setdefault(name, []).append([*map(float, det["bbox"][:4]), float(det.get("score", 1.0))])
+    for i, det in enumerate(data):
+        field = "category_id"
+        try:  # each field's type checked here, so a bad one is named rather than a bare int(None)
+            if category_id is not None and int(det.get("category_id", 1)) != category_id:
+                continue
+            field = "image_id"
+            name = names.get(int(det["image_id"]))
+            if name is None:
+                unknown += 1
+                continue
+            field = "bbox"
+            bbox = [float(v) for v in det["bbox"]]
+            if len(bbox) != 4:
+                raise ValueError
+            field = "score"
+            grouped.setdefault(name, []).append([*bbox, float(det.get("score", 1.0))])
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"boxes file {path}: item {i}: {field} {det.get(field)!r} is not "
+                             + ("[x, y, w, h]" if field == "bbox" else "a number")) from None
     if unknown and not grouped:
         raise ValueError(f"boxes file {path}: none of its image ids is in --ann {ann} ({len(names)} images): "
                          "the detections and the annotations are of different datasets")
@@ -686,6 +702,8 @@ def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = Non
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"boxes file {path} is not valid json: {e}") from None
+    except RecursionError:
+        raise ValueError(f"boxes file {path} is not valid json: nested too deeply") from None
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         return StaticBoxes(_coco_annotation_boxes(data, path, category_id), min_score, nms_iou)
     if isinstance(data, dict):

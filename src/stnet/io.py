@@ -244,3 +244,5 @@ def read_json(path: str | os.PathLike, what: str = "") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{label}: not valid JSON: {e}") from None
+    except RecursionError:  # [[[[... deeper than the parser's stack
+        raise ValueError(f"{label}: not valid JSON: nested too deeply") from None

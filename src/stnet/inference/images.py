@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,9 @@ def load_image(image: Any, color: str | None = None) -> np.ndarray:
             raise FileNotFoundError(f"image {p} not found")
         data = np.fromfile(str(p), dtype=np.uint8)
         check_image_pixels(data, p)
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        img = _decode_quietly(data) if data.size else None
         if img is None:
-            raise ValueError(f"{p}: not a readable image (OpenCV cannot decode it)")
+            raise ValueError(f"{p}: not a readable image ({_why_unreadable(data)}; OpenCV cannot decode it)")
         return np.ascontiguousarray(img[..., ::-1])
     if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL
         return np.ascontiguousarray(np.asarray(image.convert("RGB")))
@@ -50,6 +51,40 @@ def load_image(image: Any, color: str | None = None) -> np.ndarray:
     if color == "bgr":
         arr = arr[..., ::-1]
     return np.ascontiguousarray(arr)
+
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+_DECODE_LOCK = threading.Lock()
+
+
+def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+    """``cv2.imdecode`` with OpenCV's own log off: a damaged file otherwise prints decoder
+    warnings (``[ WARN:0] grfmt_png.cpp ... PNG input buffer is incomplete``) beside the caller's
+    one-line message. The level is global to OpenCV, hence the lock (predict's reader thread)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:  # an OpenCV build without the logging module
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    with _DECODE_LOCK:
+        level = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        try:
+            return cv2.imdecode(data, cv2.IMREAD_COLOR)
+        finally:
+            logging.setLogLevel(level)
+
+
+def _why_unreadable(data: np.ndarray) -> str:
+    """The reason for the message: a damaged file of a known format, or no image format at all."""
+    if not data.size:
+        return "an empty file"
+    head = data[:12].tobytes()
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a damaged or truncated WEBP file"
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return f"a damaged or truncated {fmt} file"
+    return "not an image format OpenCV reads"
 
 
 def is_batch(image: Any) -> bool:
