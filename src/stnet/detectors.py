@@ -286,7 +286,7 @@ class BlazePoseDetector:
         grids: tilings run besides the whole image (``()``: the whole image only, fastest).
         width, height, shift: the body box's shape in units of ``r`` (see above). Width 0.6 rather
             than 0.8: on coco_mini it finds 20 of 72 people at IoU >= 0.5 instead of 17, and on the
-            demo photo it brings the right wrist within tolerance (62 -> 45 px; tools/demo_check.py).
+            demo photo it brings the right wrist within tolerance (62 -> 40 px; tools/demo_check.py).
         threads: OpenVINO inference threads (default: OpenVINO's).
         body_nms: body boxes overlapping a higher-scoring one at more than this IoU are dropped
             (1: all kept).

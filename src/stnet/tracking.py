@@ -109,7 +109,7 @@ class Tracker:
         high_score: persons (:attr:`PoseResult.score`) at or above it are matched first. 0.15,
             not a detector's 0.3: the person score is the box score times the mean keypoint
             score, and real people score 0.2-0.45 on benchmarks/tracking_ids.py's clip; at 0.3
-            half of them went to the stricter second stage (climber: 13 ids -> 9 at 0.15).
+            half of them went to the stricter second stage and took new ids.
         low_threshold: minimum similarity for a lower-scoring person, matched second (stricter:
             a low score is as often a false box as a hard-to-see person).
     """
