@@ -620,30 +620,44 @@ def _coco_annotation_boxes(data: dict[str, Any], path: Path, category_id: int | 
     protocol takes them (HRNet, mmpose, ``stnet eval``): not crowd, at least one labelled keypoint
     when the file has keypoints, the box clipped into ``[0, W - 1] x [0, H - 1]``; score 1."""
     try:
-        images = {im["id"]: im for im in data["images"]}
-    except (TypeError, KeyError) as e:
-        raise ValueError(f"boxes file {path}: COCO annotation json with an image without {e}") from None
+        images = {im["id"]: im for im in data["images"] if str(im["file_name"])}
+    except (TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"boxes file {path}: 'images' must be a list of {{id, file_name}} objects ({e})") from None
+    if not isinstance(data["annotations"], list):
+        raise ValueError(f"boxes file {path}: 'annotations' must be a list")
     out: dict[str, list[list[float]]] = {str(im["file_name"]): [] for im in images.values()}
     for i, a in enumerate(data["annotations"]):
-        where = f"boxes file {path}: annotations[{i}]"
-        if not isinstance(a, dict) or a.get("image_id") not in images:
-            raise ValueError(f"{where}: not an annotation of one of the file's images")
-        if (category_id is not None and a.get("category_id", category_id) != category_id) or a.get("iscrowd", 0):
-            continue
-        if "keypoints" in a and not any(v > 0 for v in a["keypoints"][2::3]):
-            continue
-        im = images[a["image_id"]]
         try:
-            x, y, w, h = (float(v) for v in a["bbox"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {a.get('bbox')!r}") from None
-        x0, y0, x1, y1 = x, y, x + w, y + h
-        if im.get("width"):
-            x0, x1 = (min(max(v, 0.0), float(im["width"]) - 1) for v in (x0, x1))
-        if im.get("height"):
-            y0, y1 = (min(max(v, 0.0), float(im["height"]) - 1) for v in (y0, y1))
-        out[str(im["file_name"])].append([x0, y0, x1 - x0, y1 - y0, 1.0])
+            _add_annotation_box(out, images, a, i, path, category_id)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+            if isinstance(e, ValueError) and str(e).startswith("boxes file"):
+                raise
+            raise ValueError(f"boxes file {path}: annotations[{i}]: {e!r}") from None
     return out
+
+
+def _add_annotation_box(out: dict[str, list[list[float]]], images: dict[Any, dict[str, Any]], a: Any, i: int,
+                    path: Path, category_id: int | None) -> None:
+    where = f"boxes file {path}: annotations[{i}]"
+    if not isinstance(a, dict) or a.get("image_id") not in images:
+        raise ValueError(f"{where}: not an annotation of one of the file's images")
+    if (category_id is not None and a.get("category_id", category_id) != category_id) or a.get("iscrowd", 0):
+        return
+    if "keypoints" in a and not any(float(v) > 0 for v in a["keypoints"][2::3]):
+        return
+    im = images[a["image_id"]]
+    try:
+        x, y, w, h = (float(v) for v in a["bbox"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {a.get('bbox')!r}") from None
+    x0, y0, x1, y1 = x, y, x + w, y + h
+    if im.get("width"):
+        x0, x1 = (min(max(v, 0.0), float(im["width"]) - 1) for v in (x0, x1))
+    if im.get("height"):
+        y0, y1 = (min(max(v, 0.0), float(im["height"]) - 1) for v in (y0, y1))
+    if not all(np.isfinite([x0, y0, x1, y1])):
+        raise ValueError(f"{where}: 'bbox' must be finite, got {a.get('bbox')!r}")
+    out[str(im["file_name"])].append([x0, y0, x1 - x0, y1 - y0, 1.0])
 
 
 def _detection_result_boxes(data: list, path: Path, ann: str | os.PathLike | None, category_id: int | None
@@ -712,7 +726,7 @@ def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = Non
     except RecursionError:
         raise ValueError(f"boxes file {path} is not valid json: nested too deeply") from None
     if isinstance(data, dict) and "annotations" in data and "images" in data:
-        return StaticBoxes(_coco_annotation_boxes(data, path, category_id), min_score, nms_iou)
+        return StaticBoxes(_finite(_coco_annotation_boxes(data, path, category_id), path), min_score, nms_iou)
     if isinstance(data, dict):
         out: dict[str, Any] = {}
         for k, v in data.items():
@@ -720,10 +734,18 @@ def load_boxes_file(path: str | os.PathLike, ann: str | os.PathLike | None = Non
                 out[k] = as_boxes(v)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"boxes file {path}, entry {k!r}: {e}; expected {BOX_FORMATS}") from None
-        return StaticBoxes(out, min_score, nms_iou)
+        return StaticBoxes(_finite(out, path), min_score, nms_iou)
     if not isinstance(data, list):
         raise ValueError(f"boxes file {path}: expected {BOX_FORMATS}; got a json {type(data).__name__}")
-    return StaticBoxes(_detection_result_boxes(data, path, ann, category_id), min_score, nms_iou)
+    return StaticBoxes(_finite(_detection_result_boxes(data, path, ann, category_id), path), min_score, nms_iou)
+
+
+def _finite(boxes: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``boxes`` unchanged; json allows NaN and Infinity, which no box may hold."""
+    for k, v in boxes.items():
+        if len(v) and not np.isfinite(np.asarray(v, np.float64)).all():
+            raise ValueError(f"boxes file {path}, entry {k!r}: boxes must be finite numbers (NaN or Infinity found)")
+    return boxes
 
 
 def build_detector(spec: str | Callable[[np.ndarray], Any] | None) -> Callable[[np.ndarray], np.ndarray]:

@@ -85,6 +85,8 @@ def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str
     skel = get_skeleton(skeleton)
     data = load_coco_json(ann_path)
     cat = keypoint_category(data, str(ann_path))
+    if not isinstance(cat["keypoints"], list):
+        raise ValueError(f"{ann_path}: category {cat.get('name')!r}: 'keypoints' must be a list of names")
     k = len(cat["keypoints"])
     if k != skel.num_keypoints:
         raise ValueError(f"{ann_path}: category {cat.get('name')!r} has {k} keypoints but skeleton "
@@ -94,6 +96,8 @@ def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise ValueError(f"{ann_path}: images[{i}] lacks 'id' or 'file_name'")
+        if not isinstance(im["id"], (int, str)) or isinstance(im["id"], bool):
+            raise ValueError(f"{ann_path}: images[{i}]: 'id' must be an integer, got {im['id']!r}")
         images[im["id"]] = im
     image_dir = Path(image_dir)
     if det_file is not None:
