@@ -1,6 +1,6 @@
 """CPU inference speed: stnet_1s against the hrnet_w32 baseline, in one process.
 
-A thin wrapper around :mod:`stnet.bench` (also ``stnet bench``): PyTorch eager (as built, BatchNorm
+A thin wrapper around :mod:`stnet.apps.bench` (also ``stnet bench``): PyTorch eager (as built, BatchNorm
 folded, folded + channels-last), onnxruntime and OpenVINO f32 / bf16 (when installed), latency at
 batch 1 and throughput at batch 8 (/ 32), at 256x192 and the shipped model's 128x96 in the same
 interleaved rounds, medians, ratios against the torch optimised path and stnet / hrnet; GPU rows
@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stnet.bench import format_table, run_benchmark, write_results
+from stnet.apps.bench import format_table, run_benchmark, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -32,7 +32,7 @@ from stnet.data.transforms import box_to_center_scale
 from stnet.engine.config import EvalConfig
 from stnet.engine.evaluate import evaluate
 from stnet.evaluation import PCKEvaluator
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 from stnet.io import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,7 +88,7 @@ def main() -> None:
     ests = {}
     for key, backend, precision in BACKENDS:
         kw = {"precision": precision, "threads": args.threads} if backend == "openvino" else {}
-        ests[key] = PoseEstimator.from_spec(args.model, backend=backend, **kw)
+        ests[key] = PoseEstimator(args.model, backend=backend, **kw)
     ref = ests["torch_fp32"]
     ev = EvalConfig()
     dc = preset_config("lsp", split="val", input_size=ref.input_size, codec=ref.codec_config)

@@ -24,7 +24,7 @@ CHILD = """
 import sys, time
 t0 = time.perf_counter()
 import numpy as np
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 est = PoseEstimator.from_pretrained(sys.argv[1], backend="openvino", precision=sys.argv[2])
 h, w = est.input_size
 est.heatmaps(np.zeros((1, 3, h, w), np.float32))

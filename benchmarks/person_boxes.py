@@ -33,7 +33,7 @@ from stnet.data.build import default_data_root
 from stnet.data.lsp import load_lsp_joints, lsp_split_indices
 from stnet.detectors import BlazePoseDetector, HOGDetector, box_iou, filter_detections, hog_available
 from stnet.evaluation.metrics import pck
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 
 OUT = Path(__file__).resolve().parent / "results"
 MODEL = "stnet_1s.lspet_128x96"
@@ -82,7 +82,8 @@ def lsp_pck(est: PoseEstimator, root: Path, n: int) -> float:
         preds.append(min(res.keypoints, key=lambda k: float(np.hypot(*(k.mean(0) - c)))))
     gt, v = kps[idx], vis[idx]
     torso = np.linalg.norm(gt[:, 8] - gt[:, 3], axis=1)  # right shoulder - left hip, the LSP convention
-    return round(float(pck(np.stack(preds), gt, v, torso, 0.2).mean) * 100, 1)
+    ok = np.isfinite(torso) & (torso > 0)  # a zero torso (both joints unlabelled at 0, 0) cannot be scored
+    return round(float(pck(np.stack(preds)[ok], gt[ok], v[ok], torso[ok], 0.2).mean) * 100, 1)
 
 
 def main() -> None:
@@ -96,7 +97,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     data = Path(args.data)
     images, gt = coco_people(data / "coco_mini")
-    base = PoseEstimator.from_spec(MODEL, threads=args.threads)
+    base = PoseEstimator(MODEL, threads=args.threads)
     blaze = BlazePoseDetector(threads=args.threads)
     rows = []
     if hog_available() and not args.skip_hog:

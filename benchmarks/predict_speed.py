@@ -38,7 +38,7 @@ import stnet
 import stnet.apps.predict as predict
 from stnet.cpuinfo import cpu_info
 from stnet.detectors import hog_available
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers (tests/helpers)
 from helpers.onnx_detectors import constant_onnx  # noqa: E402

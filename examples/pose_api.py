@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 
 import stnet
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 
 out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/example")
 photo = Path(stnet.__file__).parent / "assets" / "demo.jpg"

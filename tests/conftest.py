@@ -41,8 +41,8 @@ def real_photos() -> list[Path]:
 @pytest.fixture(scope="session")
 def random_stnet() -> torch.nn.Module:
     """``stnet_1s`` at 128x96 in eval mode with randomised weights and BatchNorm statistics
-    (outputs of realistic magnitude; see :func:`stnet.bench.randomize`). Shared: do not modify."""
-    from stnet.bench import randomize
+    (outputs of realistic magnitude; see :func:`stnet.apps.bench.randomize`). Shared: do not modify."""
+    from stnet.apps.bench import randomize
     from stnet.models import create_model
 
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import stnet.engine.ship as ship
+import stnet.engine.pack as pack
 from stnet.cli import build_parser
 from stnet.cli import main as stnet_main
 from stnet.engine.checkpoint import save_checkpoint
@@ -51,7 +51,7 @@ def test_disk_full_is_one_line(small_checkpoint: Path, tmp_path: Path, monkeypat
         Path(filename).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ship, "save_file", full)
+    monkeypatch.setattr(pack, "save_file", full)
     out = tmp_path / "w"
     rc = stnet_main(["pack", str(small_checkpoint), "--name", "n", "--out-dir", str(out)])
     err = capsys.readouterr().err
@@ -63,7 +63,7 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys, small_checkpoint: Path):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ship, "load_state", interrupted)
+    monkeypatch.setattr(pack, "load_state", interrupted)
     rc = stnet_main(["pack", str(small_checkpoint), "--name", "n"])
     err = capsys.readouterr().err
     assert rc == 130 and err == "stnet pack: interrupted (Ctrl-C): files written so far are complete\n"

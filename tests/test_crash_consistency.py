@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from stnet.engine.checkpoint import load_checkpoint
+from stnet.model_files import load_state as load_checkpoint
 from helpers.synthetic import make_synthetic_coco
 from test_engine_train import recipe
 

@@ -11,7 +11,7 @@ import pytest
 
 from stnet.cli import main as cli_main
 from stnet.data.skeletons import load_skeleton, skeleton_from_dict, skeleton_to_dict
-from stnet.hub import load_state
+from stnet.model_files import load_state
 from helpers.synthetic import make_synthetic_coco
 
 # coco17 indices of the 8 kept joints, renamed as a user's own layout would be
@@ -88,7 +88,7 @@ def test_custom_skeleton_whole_path_through_the_cli(tmp_path: Path, capsys):
 
 
 def test_skeleton_option_takes_a_file_and_contradictions_name_both(tmp_path: Path):
-    from stnet.inference import PoseEstimator
+    from stnet import PoseEstimator
     from stnet.models import create_model
 
     sk = load_skeleton("lsp14")

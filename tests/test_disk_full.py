@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from stnet.cli import main as stnet_main
-from stnet.engine.checkpoint import load_checkpoint
+from stnet.model_files import load_state as load_checkpoint
 from stnet.io import DiskFullError, WriteError, atomic_write, write_text
 from helpers.synthetic import make_synthetic_coco
 from test_engine_train import recipe

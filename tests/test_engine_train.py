@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from stnet.cli import main as stnet_main
-from stnet.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stnet.engine.checkpoint import save_checkpoint
+from stnet.model_files import CheckpointError, load_state
 from helpers.synthetic import make_synthetic_coco
 
 RECIPE = """\
@@ -56,7 +57,7 @@ def test_tiny_run_writes_everything_and_eval_cli(tmp_path, syn, capsys):
         assert (out / name).is_file(), name
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in recs] == [1, 2] and all(r["metric_name"] == "AP" for r in recs)
-    ck = load_checkpoint(out / "last.pt")
+    ck = load_state(out / "last.pt")
     assert ck["epoch"] == 2 and ck["iteration"] == 6 and ck["config"]["input_size"] == [64, 64]
     assert set(ck["rng"]) == {"python", "numpy", "torch", "cuda"}
     # the lr dropped x0.1 at epoch 2 (milestone), per iteration
@@ -117,21 +118,21 @@ def test_loss_weights_and_ohkm():
 def test_checkpoint_atomic_and_corrupted(tmp_path):
     p = tmp_path / "last.pt"
     save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1, "iteration": 5}, p)
-    assert load_checkpoint(p)["epoch"] == 1
+    assert load_state(p)["epoch"] == 1
     assert [f.name for f in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
     data = p.read_bytes()
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated.pt is truncated or corrupted"):
-        load_checkpoint(bad)
+        load_state(bad)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(CheckpointError, match="junk.pt"):
-        load_checkpoint(junk)
+        load_state(junk)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt is empty"):
-        load_checkpoint(empty)
+        load_state(empty)
 
 
 def test_cli_resume_from_corrupted_checkpoint_is_one_line_error(tmp_path, syn, capsys):
@@ -149,7 +150,7 @@ def _wait_for_epoch(path: Path, epoch: int, proc: subprocess.Popen, timeout: flo
             raise AssertionError(f"run ended before it could be killed:\n{proc.stdout.read()}")
         if path.is_file():
             try:
-                if load_checkpoint(path)["epoch"] >= epoch:
+                if load_state(path)["epoch"] >= epoch:
                     return
             except CheckpointError:
                 pass
@@ -170,12 +171,12 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, syn):
     _wait_for_epoch(killed / "last.pt", 1, p)
     p.send_signal(signal.SIGKILL)  # somewhere in epoch 2
     p.wait()
-    assert load_checkpoint(killed / "last.pt")["epoch"] in (1, 2)  # intact, never half-written
+    assert load_state(killed / "last.pt")["epoch"] in (1, 2)  # intact, never half-written
     p = run_cli(["train", str(cfg_killed), "--resume", "auto"])
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0 and "resumed from" in out, out
 
-    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(killed / "last.pt")
+    a, b = load_state(full / "last.pt"), load_state(killed / "last.pt")
     assert a["epoch"] == b["epoch"] == 3 and a["iteration"] == b["iteration"]
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
@@ -216,7 +217,7 @@ def test_ddp_two_cpu_processes_gloo(tmp_path, syn):
     assert results[0]["digest"] == results[1]["digest"]
     assert results[0]["all"] == [results[0]["digest"]] * 2
     assert [p.name for p in out_parent.iterdir()] == ["ddp"]
-    assert load_checkpoint(out_parent / "ddp" / "last.pt")["iteration"] == 2
+    assert load_state(out_parent / "ddp" / "last.pt")["iteration"] == 2
     # one progress/log stream: only rank 0 prints the per-epoch line
     assert r.stdout.count("epoch 1/1 loss") == 1
 
@@ -234,7 +235,7 @@ def test_time_budget_stops_in_time_with_complete_checkpoints(tmp_path, syn):
     t0 = time.perf_counter()
     summary = train(cfg)
     wall = time.perf_counter() - t0
-    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    last, best = load_state(out / "last.pt"), load_state(out / "best.pt")
     assert 1 <= last["epoch"] < 10_000 and last["planned_epochs"] == last["epoch"] == summary["epochs"]
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "metric" in recs[-1] and recs[-1]["epoch"] == last["epoch"]  # the final epoch was validated
@@ -274,7 +275,7 @@ def test_budget_spent_between_epochs_logs_no_empty_epoch(tmp_path, syn, monkeypa
     assert recs[-1]["epoch"] == 2 and "metric" in recs[-1]
     csv_rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert all(row.split(",")[0] in ("1", "2") for row in csv_rows)
-    last = load_checkpoint(out / "last.pt")
+    last = load_state(out / "last.pt")
     assert last["epoch"] == last["planned_epochs"] == summary["epochs"] == 2 and last["iteration"] == 6
     assert last["pending_validation"] is None
 
@@ -325,7 +326,7 @@ def test_nan_loss_lock_ctrl_c_and_resume_rules(tmp_path, syn, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err == (f"stnet train: error: loss became NaN at epoch 2 iter 1; lower optim.lr (or set runtime.grad_clip, "
                    f"or check the data); {out / 'last.pt'} holds epoch 1 (continue with --resume auto)\n")
-    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and not (out / ".lock").exists()
+    assert load_state(out / "last.pt")["epoch"] == 1 and not (out / ".lock").exists()
     monkeypatch.undo()
     config_yaml = (out / "config.yaml").read_text()
 
@@ -357,7 +358,7 @@ def test_nan_loss_lock_ctrl_c_and_resume_rules(tmp_path, syn, capsys, monkeypatc
     changes = yaml.safe_load((out / "config_changes.yaml").read_text())
     assert changes[0]["resumed_after_epoch"] == 1
     assert changes[0]["changes"] == {"runtime.log_interval": {"old": 1, "new": 2}}
-    assert load_checkpoint(out / "best.pt")["epoch"] == 2 and load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert load_state(out / "best.pt")["epoch"] == 2 and load_state(out / "last.pt")["epoch"] == 2
     assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
 
 
@@ -378,7 +379,7 @@ def test_validation_survives_a_failure_and_unreadable_images(tmp_path, capsys, m
     monkeypatch.setattr(train_mod, "evaluate", broken)
     with pytest.raises(RuntimeError, match="validation crashed"):
         stnet_main(["train", cfg, *FAST])
-    ck = load_checkpoint(out / "last.pt")
+    ck = load_state(out / "last.pt")
     assert ck["epoch"] == 1 and ck["pending_validation"]["epoch"] == 1
     monkeypatch.undo()
 

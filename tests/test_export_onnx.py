@@ -9,7 +9,8 @@ from stnet.codecs import build_codec
 from stnet.codecs._common import get_heatmap_maximum
 from stnet.codecs.dark import refine_dark
 from stnet.data.dataset import normalize_image
-from stnet.export import DecodeHead, DecodingModel, export_onnx
+from stnet.codecs.decode_head import DecodeHead
+from stnet.export.onnx import DecodingModel, export_onnx
 from stnet.models.fuse import fold_batchnorm
 
 ort = pytest.importorskip("onnxruntime")
@@ -137,7 +138,7 @@ def test_decoding_model_torch_shapes(model):
 def test_export_and_onnx_loading_errors_are_one_line(model, tmp_path, capsys):
     # issue 12: 994 lines for --opset 5, tracebacks for -o DIR and for a corrupt or empty .onnx
     from stnet.cli import main as stnet_main
-    from stnet.export import ort_session
+    from stnet.backends.onnxruntime import ort_session
 
     with pytest.raises(ValueError, match=r"opset 5 is not supported: use 9 to 20"):
         export_onnx(model, tmp_path / "m.onnx", SIZE, opset=5)

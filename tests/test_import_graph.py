@@ -1,10 +1,11 @@
-"""The import graph of ``stnet`` has no cycles.
+"""The import graph of ``stnet`` has no cycles, and the deployment layers import downward only.
 
 Every ``import`` / ``from ... import`` in every module counts, including the ones inside functions
-(a lazy import hides a cycle from the interpreter, not from the reader), except those under
-``if TYPE_CHECKING:``. ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
-else to ``pkg``. Importing a submodule also runs its package's ``__init__``; that implicit edge is
-not counted (a package that re-exports its submodules would otherwise always be a cycle).
+(a lazy import hides a cycle from the interpreter, not from the reader) and those under
+``if TYPE_CHECKING:`` (a type-only import is still a dependency the reader follows).
+``from pkg import name`` is an edge to ``pkg.name`` when that is a module, else to ``pkg``.
+Importing a submodule also runs its package's ``__init__``; that implicit edge is not counted (a
+package that re-exports its submodules would otherwise always be a cycle).
 """
 from __future__ import annotations
 
@@ -26,21 +27,11 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> set[str]:
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -104,8 +95,53 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_is_read():
     graph = import_graph()
-    assert "stnet.inference" in graph and "stnet.hub" in graph["stnet.inference"]
+    assert "stnet.model_files" in graph["stnet.inference.model"]
     assert "stnet.engine.train" in graph
+
+
+def test_type_checking_imports_count():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from stnet.b import X\n")
+    assert _imports(tree, "stnet.a", False, {"stnet.a", "stnet.b"}) == {"stnet.b"}
+
+
+#: Layers, lowest first: a module may import its own layer and the ones before it, never a later one.
+LAYERS = [
+    ("base", ("stnet.constants", "stnet.io", "stnet.config", "stnet.cpuinfo")),
+    ("card", ("stnet.card", "stnet.model_files")),
+    ("models", ("stnet.models",)),
+    ("codecs", ("stnet.codecs",)),
+    ("export", ("stnet.export",)),
+    ("backends", ("stnet.backends",)),
+    ("inference", ("stnet.inference",)),
+    ("apps", ("stnet.apps", "stnet.cli", "stnet.__main__")),
+]
+
+
+def _layer(module: str) -> int | None:
+    for i, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def test_the_deployment_layers_import_downward_only():
+    graph = import_graph()
+    upward = []
+    for mod, deps in graph.items():
+        lm = _layer(mod)
+        for dep in deps:
+            ld = _layer(dep)
+            if lm is not None and ld is not None and ld > lm:
+                upward.append(f"{mod} ({LAYERS[lm][0]}) -> {dep} ({LAYERS[ld][0]})")
+    assert not upward, "imports against the layering: " + "; ".join(sorted(upward))
+
+
+def test_nothing_imports_apps_and_export_never_imports_inference():
+    graph = import_graph()
+    bad = [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+           if (d.startswith("stnet.apps") and not m.startswith(("stnet.apps", "stnet.cli", "stnet.__main__")))
+           or (m.startswith("stnet.export") and d.startswith(("stnet.inference", "stnet.backends")))]
+    assert not bad, "; ".join(sorted(bad))
 
 
 def test_no_import_cycles():
@@ -119,3 +155,11 @@ def test_no_import_cycles():
 def test_the_checker_sees_a_cycle():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_models_load_without_opencv():
+    import subprocess
+    import sys
+
+    code = "import sys, stnet.models; assert 'cv2' not in sys.modules, sorted(m for m in sys.modules if 'cv2' in m)"
+    subprocess.run([sys.executable, "-c", code], check=True)

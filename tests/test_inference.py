@@ -12,7 +12,9 @@ import torch.nn as nn
 
 from stnet.detectors import (CallableDetector, StaticBoxes, WholeImage, as_boxes, build_detector, hog_available,
                              load_boxes_file, sanitize_boxes)
-from stnet.inference import PoseEstimator, PoseResult, UntrainedWeightsWarning, load_image
+from stnet import PoseEstimator, PoseResult
+from stnet.inference.estimator import UntrainedWeightsWarning
+from stnet.inference.images import load_image
 from stnet.models import create_model
 from stnet.tracking import OneEuroFilter, Tracker
 
@@ -137,7 +139,7 @@ def test_checkpoint_roundtrip(net, est, image, tmp_path):
     checkpoint(net, run / "best.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UntrainedWeightsWarning)
-        e = PoseEstimator.from_checkpoint(run)
+        e = PoseEstimator(run)
     assert not e.untrained and e.input_size == SIZE and e.skeleton.name == "coco17"
     a = e(image, boxes=[[20, 10, 80, 150]])[0]
     b = est(image, boxes=[[20, 10, 80, 150]])[0]
@@ -148,18 +150,16 @@ def test_checkpoint_roundtrip(net, est, image, tmp_path):
     assert not e2.untrained
     np.testing.assert_allclose(e2(image, boxes=[[20, 10, 80, 150]])[0].keypoints, b.keypoints, atol=1e-3)
     with pytest.raises(ValueError, match="model=NAME"):
-        PoseEstimator.from_checkpoint(tmp_path / "w.pt")
-    e3 = PoseEstimator.from_checkpoint(tmp_path / "w.pt", model="stnet_1s", input_size=SIZE)
-    assert not e3.untrained
+        PoseEstimator(tmp_path / "w.pt")
 
 
 def test_bad_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError):
-        PoseEstimator.from_checkpoint(tmp_path / "nope.pt")
+        PoseEstimator(tmp_path / "nope.pt")
     with pytest.raises(FileNotFoundError, match="best.pt or last.pt"):
-        PoseEstimator.from_checkpoint(tmp_path)
+        PoseEstimator(tmp_path)
     with pytest.raises(FileNotFoundError, match="not found"):
-        PoseEstimator.from_spec("runs/missing/best.pt")
+        PoseEstimator("runs/missing/best.pt")
     with pytest.raises(KeyError, match="unknown model"):
         PoseEstimator("stnet_9s")
     with pytest.raises(FileNotFoundError, match="available"):
@@ -167,15 +167,15 @@ def test_bad_checkpoints(tmp_path):
     lsp = create_model("stnet_1s", input_size=SIZE, num_joints=14)
     checkpoint(lsp, tmp_path / "lsp.pt", skeleton="lsp14")
     with pytest.raises(ValueError, match="lsp14"):
-        PoseEstimator.from_checkpoint(tmp_path / "lsp.pt", skeleton="coco17")
-    e = PoseEstimator.from_checkpoint(tmp_path / "lsp.pt")
+        PoseEstimator(tmp_path / "lsp.pt", skeleton="coco17")
+    e = PoseEstimator(tmp_path / "lsp.pt")
     assert e.skeleton.name == "lsp14"
     torch.save(lsp.state_dict(), tmp_path / "lsp_sd.pt")
     with pytest.raises(ValueError, match="another skeleton|keypoints"):
         PoseEstimator("stnet_1s", weights=tmp_path / "lsp_sd.pt", skeleton="coco17", input_size=SIZE)
     (tmp_path / "broken.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="corrupted|cannot be read"):
-        PoseEstimator.from_checkpoint(tmp_path / "broken.pt")
+        PoseEstimator(tmp_path / "broken.pt")
 
 
 def test_onnxruntime_backend_matches_torch(net, est, image):
@@ -286,25 +286,27 @@ class ConstantBackend:
 
 
 def test_custom_backend_object_and_the_person_score_rule(net, image):
-    from stnet.backends import Backend, build_backend
+    from stnet.backends import Backend, as_backend, build_backend
 
-    backend = ConstantBackend(peak=0.9)
-    assert isinstance(backend, Backend) and isinstance(build_backend("torch", net, SIZE), Backend)
+    backend = ConstantBackend(peak=0.9)  # a plain callable: wrapped into the protocol
+    assert isinstance(as_backend(backend), Backend) and isinstance(build_backend("torch", net, SIZE), Backend)
     est = PoseEstimator(net, backend=backend, skeleton="coco17", max_batch=1)
     res = est(image, boxes=[[20, 10, 80, 150, 0.5], [100, 20, 60, 120]])
-    assert backend.calls == 2 and est.backend is backend and "constant" in repr(est)
+    assert backend.calls == 2 and est.backend.fn is backend and "constant" in repr(est)
     np.testing.assert_allclose([r.score for r in res], [0.45, 0.9], atol=1e-3)  # box score x mean kept score
     low = PoseEstimator(net, backend=ConstantBackend(peak=0.1), skeleton="coco17")
     assert low(image, boxes=[[20, 10, 80, 150, 0.5]])[0].score == 0.0  # no joint above 0.2: 0 (HRNet / mmpose)
     with pytest.raises(ValueError, match="backend must be one of"):
         PoseEstimator(net, backend="tensorrt", skeleton="coco17")
+    with pytest.raises(TypeError, match="backend must be a name"):
+        PoseEstimator(net, backend=object(), skeleton="coco17")
 
 
 def test_resolve_model_is_the_one_factory(net, tmp_path):
-    from stnet.inference import ModelRef, resolve_model
+    from stnet.inference.model import ModelRef, resolve_model
 
     ref = resolve_model("stnet_1s", input_size=SIZE)
-    assert isinstance(ref, ModelRef) and ref.untrained and ref.input_size == SIZE and ref.name == "stnet_1s"
+    assert isinstance(ref, ModelRef) and ref.untrained and ref.card.input_size == SIZE and ref.name == "stnet_1s"
     assert resolve_model(ref) is ref
     with pytest.raises(ValueError, match="cannot change a resolved"):
         resolve_model(ref, skeleton="coco17")

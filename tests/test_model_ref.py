@@ -1,7 +1,7 @@
-"""Issue 13, "one loader": ``stnet.hub.load_model_ref`` reads every kind of model reference (shipped
+"""One loader: ``stnet.model_files.load_model_ref`` reads every kind of model reference (shipped
 name, pack + json, checkpoint, run directory, plain / ``--decode`` / ``--with-affine`` ONNX, OpenVINO
-IR) into one typed result, and the engine's ``model.weights`` and ``stnet eval --checkpoint`` take
-the same references as ``stnet predict --model``."""
+IR) into one typed result with the file's ``ModelCard``, and the engine's ``model.weights`` and
+``stnet eval --checkpoint`` take the same references as ``stnet predict --model``."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import stnet.hub as hub
+import stnet.model_files as model_files
 from stnet.data.skeletons import get_skeleton, skeleton_from_dict
 from stnet.engine.config import load_config
-from stnet.engine.ship import pack_weights
-from stnet.export import deployment_metadata, export_onnx
-from stnet.hub import ModelFile, load_model_ref
+from stnet.engine.pack import pack_weights
+from stnet.card import ModelCard
+from stnet.export.onnx import export_onnx
+from stnet.model_files import ModelFile, load_model_ref, read_graph_metadata
 from stnet.models import create_model
 
 SIZE = (64, 32)
@@ -37,10 +38,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
            "codec": {"kind": "udp", "sigma": 1.5}, "train": {"skeleton_meta": "m.yaml"}, "val": {}}
     torch.save({"model": net.state_dict(), "config": cfg, "epoch": 1, "skeleton": UPPER4}, run / "best.pt")
     pt, _ = pack_weights(run / "best.pt", "upper4.v1", out_dir=root / "packed")
-    meta = deployment_metadata(model="stnet_1s", skeleton=skeleton_from_dict(UPPER4), input_size=SIZE)
+    card = ModelCard(model="stnet_1s", skeleton=skeleton_from_dict(UPPER4).to_dict(), input_size=SIZE,
+                     codec={"kind": "udp"})
     out = {"run": run, "ckpt": run / "best.pt", "pack": pt}
     for name, kw in (("plain", {}), ("decode", {"decode": True}), ("affine", {"with_affine": True})):
-        m = {**meta, "decode": bool(kw), "with_affine": "with_affine" in kw}
+        m = card.replace(decode=bool(kw), with_affine="with_affine" in kw).to_dict()
         out[name] = export_onnx(net, root / f"{name}.onnx", SIZE, metadata=m, **kw)
     return out
 
@@ -49,27 +51,30 @@ def test_every_weights_reference_reads_to_one_result(files, tmp_path, monkeypatc
     for key, kind in (("run", "checkpoint"), ("ckpt", "checkpoint"), ("pack", "pack")):
         mf = load_model_ref(files[key])
         assert isinstance(mf, ModelFile) and mf.kind == kind and not mf.is_graph, key
-        assert mf.model == "stnet_1s" and mf.overrides.get("width") == 8 and mf.input_size == SIZE, key
-        assert skeleton_from_dict(mf.skeleton) == skeleton_from_dict(UPPER4), key
-        assert mf.codec is not None and mf.codec["sigma"] == 1.5, key
+        c = mf.card
+        assert c.model == "stnet_1s" and c.overrides.get("width") == 8 and c.input_size == SIZE, key
+        assert c.skeleton is not None and skeleton_from_dict(c.skeleton) == skeleton_from_dict(UPPER4), key
+        assert c.codec is not None and c.codec["sigma"] == 1.5, key
         assert mf.weights("--model")["model"]["head.weight"].shape[0] == 4, key
     assert load_model_ref(files["run"]).path == files["ckpt"]  # a run directory: its best.pt
     # shipped weights: the same pack, found by name in the weights folder (sha256-checked)
     shipped = tmp_path / "weights"
     pack_weights(files["ckpt"], "upper4.lsp_64x32", out_dir=shipped)
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", shipped)
+    monkeypatch.setattr(model_files, "WEIGHTS_DIR", shipped)
     mf = load_model_ref("upper4.lsp_64x32")
-    assert mf.kind == "shipped" and mf.input_size == SIZE and mf.skeleton["keypoint_names"] == UPPER4["keypoint_names"]
+    assert mf.kind == "shipped" and mf.card.input_size == SIZE
+    assert mf.card.skeleton is not None and mf.card.skeleton["keypoint_names"] == UPPER4["keypoint_names"]
 
 
 def test_every_graph_reference_reads_to_one_result(files, tmp_path):
     for key, decode, affine in (("plain", False, False), ("decode", True, False), ("affine", True, True)):
         mf = load_model_ref(files[key])
         assert mf.kind == "onnx" and mf.is_graph and mf.state is None, key
-        assert (mf.decode, mf.with_affine) == (decode, affine), key
-        assert mf.input_size == SIZE and skeleton_from_dict(mf.skeleton).name == "upper4", key
-        assert mf.normalization is not None and mf.normalization["std"] == [0.229, 0.224, 0.225], key
-        assert mf.codec is not None and mf.codec["kind"] == "udp", key
+        c = mf.card
+        assert (c.decode, c.with_affine) == (decode, affine), key
+        assert c.input_size == SIZE and c.skeleton is not None and skeleton_from_dict(c.skeleton).name == "upper4", key
+        assert c.normalization["std"] == [0.229, 0.224, 0.225], key
+        assert c.codec is not None and c.codec["kind"] == "udp", key
         with pytest.raises(ValueError, match=r"^model.weights .*: an exported onnx graph holds no weights"):
             mf.weights("model.weights")
     if importlib.util.find_spec("openvino") is None:
@@ -78,10 +83,11 @@ def test_every_graph_reference_reads_to_one_result(files, tmp_path):
 
     xml = tmp_path / "m.xml"
     ov_model = ov.Core().read_model(str(files["decode"]))
-    ov_model.set_rt_info(json.dumps(load_model_ref(files["decode"]).info), ["stnet"])
+    ov_model.set_rt_info(json.dumps(read_graph_metadata(files["decode"])), ["stnet"])
     ov.save_model(ov_model, str(xml))
     mf = load_model_ref(xml)
-    assert mf.kind == "openvino" and mf.decode and skeleton_from_dict(mf.skeleton).name == "upper4"
+    assert mf.kind == "openvino" and mf.card.decode and mf.card.skeleton is not None
+    assert skeleton_from_dict(mf.card.skeleton).name == "upper4"
 
 
 def test_unknown_and_missing_references_name_themselves(tmp_path):

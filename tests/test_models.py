@@ -231,7 +231,7 @@ def test_forward_rejects_bad_input_shape():
 
 # ---- inference rewrites ------------------------------------------------------------------
 def test_fold_batchnorm_keeps_outputs():
-    from stnet.bench import randomize
+    from stnet.apps.bench import randomize
 
     torch.manual_seed(0)
     model = STNet_small(2)

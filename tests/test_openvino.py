@@ -14,11 +14,14 @@ import torch.nn as nn
 
 ov = pytest.importorskip("openvino")
 
-from stnet.backends.openvino import (OpenVINOBackend, export_openvino, read_metadata,  # noqa: E402
-                                     resolve_precision)
-from stnet.bench import randomize  # noqa: E402
+from stnet.apps.bench import randomize  # noqa: E402
+from stnet.backends.openvino import OpenVINOBackend, resolve_precision  # noqa: E402
+from stnet.card import ModelCard  # noqa: E402
 from stnet.cpuinfo import CpuInfo  # noqa: E402
-from stnet.export import deployment_metadata, export_onnx  # noqa: E402
+from stnet.data.skeletons import get_skeleton  # noqa: E402
+from stnet.export.onnx import export_onnx  # noqa: E402
+from stnet.export.openvino import export_openvino  # noqa: E402
+from stnet.model_files import read_graph_metadata as read_metadata  # noqa: E402
 from stnet.models import create_model  # noqa: E402
 
 SIZE = (64, 64)
@@ -45,7 +48,8 @@ def net():
     return m
 
 
-META = deployment_metadata(model="stnet_1s", skeleton="coco17", input_size=SIZE, untrained=True, source="test")
+META = ModelCard(model="stnet_1s", skeleton=get_skeleton("coco17").to_dict(), input_size=SIZE, codec={"kind": "udp"},
+                 provenance={"untrained": True, "source": "test"}).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +156,7 @@ def test_ir_export_round_trip_keeps_metadata(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp files left behind"
     assert read_metadata(xml) == json.loads(json.dumps(meta))
     be = OpenVINOBackend(xml, precision="f32", cache_dir=None)
-    assert be.metadata == read_metadata(xml) and be.input_size == SIZE and be.num_joints == 5
+    assert be.card == ModelCard.from_dict(read_metadata(xml)) and be.input_size == SIZE and be.num_joints == 5
     x = torch.randn(2, 3, *SIZE)
     with torch.inference_mode():
         ref = m(x).numpy()
@@ -163,7 +167,7 @@ def test_ir_export_round_trip_keeps_metadata(tmp_path):
 
 def test_onnx_metadata_read_through_openvino(onnx_file):
     pytest.importorskip("onnx")
-    assert OpenVINOBackend(onnx_file, precision="f32", cache_dir=None).metadata == json.loads(json.dumps(META))
+    assert OpenVINOBackend(onnx_file, precision="f32", cache_dir=None).card == ModelCard.from_dict(META)
     assert read_metadata(onnx_file)["skeleton"] == "coco17"
 
 
@@ -201,7 +205,7 @@ def test_precision_auto_reaches_openvino(tmp_path):
 
 
 def test_bench_openvino_rows():
-    from stnet.bench import format_table, run_benchmark
+    from stnet.apps.bench import format_table, run_benchmark
 
     r = run_benchmark(["stnet_1s"], [1], (64, 64), rounds=1, warmup=0, threads=1, cuda=False, print_fn=None,
                       backends=["eager_optimized", "openvino_f32", "openvino_bf16", "estimator_torch",
@@ -239,7 +243,7 @@ def _kp(persons):
 
 
 def test_estimator_openvino_matches_torch(net):
-    from stnet.inference import PoseEstimator
+    from stnet import PoseEstimator
 
     ref_kp, ref_sc = _kp(PoseEstimator(net, skeleton="coco17")(IMAGE, boxes=BOXES))
     est = PoseEstimator(net, skeleton="coco17", backend="openvino", precision="f32", threads=1)
@@ -261,13 +265,13 @@ def test_estimator_openvino_matches_torch(net):
 
 
 def test_estimator_from_checkpoint_onnx_and_ir(net, ckpt, onnx_file, tmp_path):
-    from stnet.inference import PoseEstimator
+    from stnet import PoseEstimator
 
     ref_kp, _ = _kp(PoseEstimator(net, skeleton="coco17")(IMAGE, boxes=BOXES))
-    from_ckpt = PoseEstimator.from_spec(str(ckpt), backend="openvino", precision="f32")
+    from_ckpt = PoseEstimator(str(ckpt), backend="openvino", precision="f32")
     assert from_ckpt.backend.ir_from_cache and from_ckpt.skeleton.name == "coco17"
     assert np.abs(_kp(from_ckpt(IMAGE, boxes=BOXES))[0] - ref_kp).max() < 1e-2
-    from_onnx = PoseEstimator.from_spec(str(onnx_file), backend="openvino", precision="f32")
+    from_onnx = PoseEstimator(str(onnx_file), backend="openvino", precision="f32")
     assert from_onnx.skeleton.name == "coco17" and from_onnx.input_size == SIZE  # from the file's metadata
     assert np.abs(_kp(from_onnx(IMAGE, boxes=BOXES))[0] - ref_kp).max() < 1e-2
     xml = tmp_path / "m.xml"  # the ONNX graph as IR (export_openvino itself is tested above, on a small net)
@@ -281,7 +285,7 @@ def test_estimator_from_checkpoint_onnx_and_ir(net, ckpt, onnx_file, tmp_path):
 
 def test_backend_auto_and_precision_checks(net, monkeypatch):
     import stnet.backends as backends
-    from stnet.inference import PoseEstimator
+    from stnet import PoseEstimator
 
     assert backends.resolve_backend_name("auto", net) == "openvino"
     assert backends.resolve_backend_name("auto", net, device="cuda") == "torch"
@@ -325,7 +329,7 @@ def test_cli_predict_and_export_openvino(ckpt, tmp_path, capsys):
     assert float(text.out.split("max abs diff")[1].split()[0]) < 1e-3
     meta = read_metadata(xml)
     assert meta["skeleton"] == "coco17" and meta["input_size"] == list(SIZE) and meta["crop"]["bbox_padding"] == 1.25
-    assert meta["normalization"]["std"] == [0.229, 0.224, 0.225] and meta["source"] == str(ckpt)
+    assert meta["normalization"]["std"] == [0.229, 0.224, 0.225] and meta["provenance"]["source"] == str(ckpt)
 
 
 UPPER8 = {"name": "upper8_ov", "keypoint_names": ["sh_l", "sh_r", "el_l", "el_r", "wr_l", "wr_r", "hip_l", "hip_r"],
@@ -335,7 +339,7 @@ UPPER8 = {"name": "upper8_ov", "keypoint_names": ["sh_l", "sh_r", "el_l", "el_r"
 
 
 def test_ir_of_a_custom_skeleton_predicts_without_skeleton_option(tmp_path, capsys):
-    """Issue 13: `stnet export --format openvino` carries the ONNX export's metadata (the layout
+    """`stnet export --format openvino` carries the ONNX export's metadata (the layout
     included), and `stnet predict --model model.xml --backend openvino` reads it back."""
     import cv2
 
@@ -355,7 +359,7 @@ def test_ir_of_a_custom_skeleton_predicts_without_skeleton_option(tmp_path, caps
     assert main(["export", str(ck.parent), "-o", str(onnx_path), "--no-check"]) == 0
     meta = read_metadata(xml)
     ref = read_metadata(onnx_path)
-    assert {k: v for k, v in meta.items() if k != "source"} == {k: v for k, v in ref.items() if k != "source"}
+    assert {k: v for k, v in meta.items() if k != "provenance"} == {k: v for k, v in ref.items() if k != "provenance"}
     assert skeleton_from_dict(meta["skeleton_def"]) == skeleton_from_dict(UPPER8)
     assert meta["skeleton_def"]["joint_weights"][4] == 1.5 and meta["skeleton_def"]["links"] == UPPER8["links"]
     assert meta["input_size"] == list(SIZE) and meta["crop"]["pixel_mapping"] == "udp"

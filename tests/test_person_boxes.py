@@ -47,10 +47,13 @@ def test_ssd_anchors_match_the_blazepose_head():
 @needs_openvino
 def test_blazepose_body_box_from_alignment_points():
     det = BlazePoseDetector(grids=())
-    # hip centre (100, 200), body point straight up at r = 100: box 0.8 r wide, 1.55 r tall, 0.2 r up
+    # hip centre (100, 200), body point straight up at r = 100: box 0.6 r wide, 1.55 r tall, 0.2 r up
     pts = np.zeros((1, 6, 2))
     pts[0, 2], pts[0, 3] = (100, 200), (100, 100)
-    np.testing.assert_allclose(det.body_boxes(pts, np.array([0.9])), [[60, 102.5, 80, 155, 0.9]])
+    np.testing.assert_allclose(det.body_boxes(pts, np.array([0.9])), [[70, 102.5, 60, 155, 0.9]])
+    # lying down (body point to the right): the box turns with the body, 1.55 r wide, 0.6 r tall
+    pts[0, 3] = (200, 200)
+    np.testing.assert_allclose(det.body_boxes(pts, np.array([0.9])), [[42.5, 170, 155, 60, 0.9]])
     assert det(np.zeros((240, 320, 3), np.uint8)).shape[1] == 5  # an empty image: no person, no error
 
 
@@ -130,7 +133,7 @@ def test_predict_with_a_coco_annotation_file_reproduces_gt_box_predictions(tmp_p
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / im["file_name"]).write_bytes((root / "train2017" / im["file_name"]).read_bytes())
-    est = PoseEstimator.from_spec("stnet_1s.lspet_128x96")
+    est = PoseEstimator("stnet_1s.lspet_128x96")
     run_predict(est, str(folder), output_dir=tmp_path / "out", boxes=load_boxes_file(ann), render_images=False)
     got = json.loads((tmp_path / "out" / "predictions.json").read_text())["images"][0]["persons"]
     boxes = [[max(0.0, min(a["bbox"][0], im["width"] - 1)), max(0.0, min(a["bbox"][1], im["height"] - 1)),
@@ -191,10 +194,26 @@ def test_tracker_low_scores_only_continue_tracks():
     # ... one overlapping well does, as does a high-scoring one at the lower threshold
     assert t2.update([_walker(5, 0, score=0.1)], 1)[0].track_id == 0
     assert t2.update([_walker(25, 0, score=0.9)], 2)[0].track_id == 0
+    # a typical real person's score (box score x mean keypoint score, ~0.2) is matched first
+    t3 = Tracker()
+    t3.update([_walker(0, 0)], 0)
+    assert t3.update([_walker(25, 0, score=0.2)], 1)[0].track_id == 0
+
+
+@needs_openvino
+def test_blazepose_drops_duplicate_body_boxes(monkeypatch):
+    # two face boxes far apart (the face NMS keeps both) on nearly the same body: one person
+    pts = np.zeros((2, 6, 2))
+    pts[:, 0], pts[:, 1] = [(100, 50), (140, 50)], (20, 20)
+    pts[:, 2], pts[:, 3] = [(100, 200), (104, 200)], [(100, 100), (104, 100)]
+    for body_nms, n in ((0.5, 1), (1.0, 2)):
+        det = BlazePoseDetector(grids=(), body_nms=body_nms)
+        monkeypatch.setattr(det, "_run", lambda *a: (np.array([0.9, 0.8]), pts.copy()))
+        assert len(det(np.zeros((240, 320, 3), np.uint8))) == n
 
 
 def test_estimator_refines_detector_boxes_only(random_stnet, test_image):
-    from stnet.inference import PoseEstimator
+    from stnet import PoseEstimator
 
     est = PoseEstimator(random_stnet, skeleton="coco17").with_options(untrained=False)  # refine its (random) pose
     box = [[20.0, 10.0, 80.0, 150.0, 0.9]]

@@ -109,7 +109,7 @@ def test_export_cli_decode(tmp_path, capsys):
 
 
 def test_bench_small():
-    from stnet.bench import format_table, run_benchmark
+    from stnet.apps.bench import format_table, run_benchmark
 
     # OpenVINO rows (bf16 is not exact) are tested in test_openvino.py
     r = run_benchmark(["stnet_1s"], [1], (64, 64), rounds=1, warmup=0, threads=1, cuda=False, print_fn=None,
@@ -131,7 +131,8 @@ def test_predict_real_coco_image(data_root, tmp_path, capsys):
                "--output-dir", str(tmp_path / "untrained"), "--no-progress"])
     assert rc == 0 and "UNTRAINED" in capsys.readouterr().err
     # the default model: the shipped weights when this install has them
-    from stnet.inference import DEFAULT_PRETRAINED, list_pretrained
+    from stnet.constants import DEFAULT_MODEL as DEFAULT_PRETRAINED
+    from stnet.model_files import list_pretrained
 
     rc = main(["predict", str(img), "--output-dir", str(out), "--no-progress"])
     err = capsys.readouterr().err

@@ -12,9 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stnet import ModelCard, PoseEstimator
+from stnet.constants import WEIGHTS_DIR
 from stnet.data import get_skeleton
-from stnet.engine.ship import sha256_file
-from stnet.inference import DEFAULT_PRETRAINED, WEIGHTS_DIR, PoseEstimator, list_pretrained
+from stnet.model_files import list_pretrained, sha256_file
+
+#: The shipped LSP-Extended weights these LSP fixture crops test (whatever the default model is).
+DEFAULT_PRETRAINED = "stnet_1s.lspet_128x96"
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lsp_val"
 pytestmark = pytest.mark.skipif(DEFAULT_PRETRAINED not in list_pretrained(),
@@ -26,13 +30,13 @@ MIN_PCK = 0.2
 
 
 def test_metadata_and_sha256():
-    meta = json.loads((WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.json").read_text())
-    assert meta["sha256"] == sha256_file(WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.safetensors")
-    assert meta["model"] == "stnet_1s" and meta["skeleton"] == "lsp14"
-    assert meta["input_size"] == [128, 96] and meta["num_joints"] == 14 and meta["dtype"] == "float16"
-    assert meta["recipe_command"].startswith("stnet train")
-    assert meta["normalization"]["color"] == "RGB"
-    assert "PCK@0.2" in meta["metrics"]
+    card = ModelCard.from_dict(json.loads((WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.json").read_text()))
+    assert card.provenance["sha256"] == sha256_file(WEIGHTS_DIR / f"{DEFAULT_PRETRAINED}.safetensors")
+    assert card.model == "stnet_1s" and card.skeleton is not None
+    assert card.num_joints == len(card.skeleton["keypoint_names"]) and card.provenance["dtype"] == "float16"
+    assert card.input_size is not None and card.provenance["recipe_command"].startswith("stnet train")
+    assert card.normalization["color"] == "RGB"
+    assert card.metrics
 
 
 def test_localises_joints_on_real_crops():

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stnet import PoseEstimator
+from stnet.constants import WEIGHTS_DIR
 from stnet.data import get_skeleton
-from stnet.engine.ship import sha256_file
-from stnet.inference import WEIGHTS_DIR, PoseEstimator, list_pretrained
+from stnet.model_files import list_pretrained, sha256_file
 
 NAME = "stnet_1s.coco17_128x96"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lsp_val"

@@ -297,7 +297,7 @@ def test_6_full_disk_in_the_lock_file_leaves_no_lock(tmp_path: Path, monkeypatch
 # ------------------------------------------------------------------------------ case 7: pack
 def test_7_pack_does_not_replace_a_shipped_pack_without_overwrite(checkpoint: Path, tmp_path: Path,
                                                                    monkeypatch, capsys):
-    import stnet.engine.ship as ship
+    import stnet.engine.pack as ship
 
     weights = tmp_path / "pkg_weights"
     weights.mkdir()
@@ -405,7 +405,7 @@ def _huge_png(path: Path, w: int = 30000, h: int = 30000) -> Path:
 
 def test_10_pixel_limit_before_decoding(tmp_path: Path, monkeypatch):
     from stnet.data.records import ImageTooLargeError, check_image_pixels, read_image
-    from stnet.inference import load_image
+    from stnet.inference.images import load_image
 
     big = _huge_png(tmp_path / "big.png")
     t = time.perf_counter()
@@ -566,8 +566,8 @@ def test_also_score_stdin_with_a_bad_bbox(tmp_path: Path, monkeypatch, capsys):
 
 
 def test_also_pack_json_input_size_is_bounded_and_sha256_checked(checkpoint: Path, tmp_path: Path):
-    from stnet.engine.ship import pack_weights
-    from stnet.hub import load_model_ref
+    from stnet.engine.pack import pack_weights
+    from stnet.model_files import load_model_ref
 
     pt, js = pack_weights(checkpoint, "mine", out_dir=tmp_path / "w")
     assert load_model_ref(pt).kind == "pack"
@@ -669,7 +669,7 @@ def test_also_resume_with_a_foreign_scheduler_state_names_it(tmp_path: Path):
     from types import SimpleNamespace
 
     from stnet.engine.state import restore_run_state
-    from stnet.hub import CheckpointError
+    from stnet.model_files import CheckpointError
 
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

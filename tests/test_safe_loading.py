@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import stnet.hub as hub
+import stnet.model_files as model_files
 from stnet.cli import main as cli_main
 from stnet.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from stnet.engine.config import config_to_dict, load_config
-from stnet.hub import CheckpointError, load_state
-from stnet.inference import PoseEstimator
+from stnet.model_files import CheckpointError, load_state
+from stnet import PoseEstimator
 from stnet.models import create_model
 from helpers.synthetic import make_synthetic_coco
 
@@ -65,16 +65,16 @@ def _cli_refused(args: list[str], marker: Path, capsys) -> None:
     assert not marker.exists()
 
 
-def test_hub_and_python_api_refuse(evil, monkeypatch):
+def test_model_files_and_python_api_refuse(evil, monkeypatch):
     run, marker = evil
     _refused(lambda: load_state(run / "best.pt"), marker)
-    _refused(lambda: PoseEstimator.from_checkpoint(run), marker)
-    _refused(lambda: PoseEstimator.from_checkpoint(run / "best.pt"), marker)
+    _refused(lambda: PoseEstimator(run), marker)
+    _refused(lambda: PoseEstimator(run / "best.pt"), marker)
     _refused(lambda: PoseEstimator("stnet_1s", weights=run / "best.pt"), marker)
     # a legacy .pt pack in the weights folder (from_pretrained and shipped names)
     (run / "old.json").write_text('{"model": "stnet_1s", "input_size": [128, 96]}')
     (run / "old.pt").write_bytes((run / "best.pt").read_bytes())
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", run)
+    monkeypatch.setattr(model_files, "WEIGHTS_DIR", run)
     _refused(lambda: PoseEstimator.from_pretrained("old"), marker)
 
 

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import stnet.hub as hub
-import stnet.inference as inference
+import stnet.model_files as model_files
+from stnet import PoseEstimator
+from stnet.card import CARD_VERSION, ModelCard
 from stnet.cli import main as cli_main
 from stnet.engine.checkpoint import save_checkpoint
 from stnet.engine.config import config_to_dict, load_config
-from stnet.engine.ship import pack_weights, sha256_file
+from stnet.engine.pack import pack_weights
+from stnet.model_files import sha256_file
 from stnet.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,29 +35,31 @@ def test_pack_writes_fp16_weights_and_metadata(checkpoint: Path, tmp_path: Path)
     pt, js = pack_weights(checkpoint, "demo.lsp_128x96", out_dir=out, command="stnet train X",
                           metrics={"PCK@0.2": 0.5})
     meta = json.loads(js.read_text())
-    assert meta["sha256"] == sha256_file(pt)
+    card = ModelCard.from_dict(meta)
+    assert meta["card_version"] == CARD_VERSION and card.provenance["sha256"] == sha256_file(pt)
     assert meta["skeleton"] == "lsp14" and meta["input_size"] == [128, 96] and meta["num_joints"] == 14
-    assert meta["model"] == "stnet_1s" and meta["recipe_command"] == "stnet train X"
-    assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    assert card.skeleton_name == "lsp14" and card.metrics == {"PCK@0.2": 0.5}
+    assert meta["model"] == "stnet_1s" and card.provenance["recipe_command"] == "stnet train X"
+    assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406] and card.codec and card.codec["kind"] == "udp"
     assert pt.suffix == ".safetensors"
-    sd = hub.load_state(pt)["model"]
+    sd = model_files.load_state(pt)["model"]
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
     assert not list(out.glob("*.tmp"))
 
 
 def test_from_pretrained_loads_and_checks_sha(checkpoint: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "w")  # hub owns where shipped weights live
+    monkeypatch.setattr(model_files, "WEIGHTS_DIR", tmp_path / "w")  # model_files owns where shipped weights live
     pt, js = pack_weights(checkpoint, "demo.lsp_128x96", out_dir=tmp_path / "w")
-    assert "demo.lsp_128x96" in inference.list_pretrained()
-    est = inference.PoseEstimator.from_pretrained("demo.lsp_128x96", detector="whole")
+    assert "demo.lsp_128x96" in model_files.list_pretrained()
+    est = PoseEstimator.from_pretrained("demo.lsp_128x96", detector="whole")
     assert not est.untrained and est.skeleton.name == "lsp14" and est.input_size == (128, 96)
     persons = est(np.zeros((120, 90, 3), np.uint8))
     assert persons[0].keypoints.shape == (14, 2)
     pt.write_bytes(pt.read_bytes()[:-10] + b"0123456789")  # corrupt the file, same size
     with pytest.raises(ValueError, match="corrupted: sha256"):
-        inference.PoseEstimator.from_pretrained("demo.lsp_128x96")
+        PoseEstimator.from_pretrained("demo.lsp_128x96")
     with pytest.raises(FileNotFoundError, match="no pretrained weights named 'nope'"):
-        inference.PoseEstimator.from_pretrained("nope")
+        PoseEstimator.from_pretrained("nope")
 
 
 def test_pack_cli(checkpoint: Path, tmp_path: Path, capsys):
@@ -83,11 +87,11 @@ def test_pack_file_carries_its_settings(checkpoint: Path, tmp_path: Path):
     """Issue 13: a pack file given by path (--model, or --weights with a model name) is read with
     its .json: 128x96 and lsp14, not the model's defaults; a contradicting option names both."""
     pt, _ = pack_weights(checkpoint, "ft.v1", out_dir=tmp_path / "packed")
-    for est in (inference.PoseEstimator.from_spec(pt), inference.PoseEstimator.from_spec("stnet_1s", weights=pt)):
+    for est in (PoseEstimator(pt), PoseEstimator("stnet_1s", weights=pt)):
         assert est.input_size == (128, 96) and est.skeleton.name == "lsp14" and not est.untrained
     with pytest.raises(ValueError, match=r"--input-size 256x192 contradicts .*ft.v1.safetensors, trained at 128x96"):
-        inference.PoseEstimator.from_spec(pt, input_size=(256, 192))
+        PoseEstimator(pt, input_size=(256, 192))
     with pytest.raises(ValueError, match=r"--skeleton coco17 contradicts .*trained for skeleton .lsp14."):
-        inference.PoseEstimator.from_spec(pt, skeleton="coco17")
+        PoseEstimator(pt, skeleton="coco17")
     with pytest.raises(ValueError, match=r"--model hrnet_w32 contradicts --weights .*a pack of 'stnet_1s'"):
-        inference.PoseEstimator.from_spec("hrnet_w32", weights=pt)
+        PoseEstimator("hrnet_w32", weights=pt)

@@ -15,7 +15,8 @@ from stnet.apps.predict import carried_boxes, output_names, run_predict
 from stnet.cli import main
 from stnet.detectors import (DEFAULT_DET_SCORE, ONNXDetector, build_detector, filter_detections, letterbox,
                              load_boxes_file)
-from stnet.inference import NonFiniteWarning, PoseEstimator, Results
+from stnet import PoseEstimator, Results
+from stnet.inference.estimator import NonFiniteWarning
 from stnet.tracking import Tracker
 
 from helpers.onnx_detectors import constant_onnx
@@ -46,12 +47,12 @@ class CountingBackend:
 
     def __init__(self, inner) -> None:
         self.inner, self.calls, self.sizes = inner, 0, []
-        self.name, self.input_size = inner.name, inner.input_size
+        self.name, self.input_size, self.card = inner.name, inner.input_size, inner.card
 
-    def __call__(self, crops):
+    def run(self, crops, affine=None):
         self.calls += 1
         self.sizes.append(len(crops))
-        return self.inner(crops)
+        return self.inner.run(crops, affine)
 
 
 # ------------------------------------------------------------------ colour order
@@ -345,7 +346,7 @@ def test_video_frames_list_detect_every_and_truncation(ckpt, tmp_path, capsys):
         calls.append(1)
         return [[10, 10, 100, 100, 0.9]]
 
-    e = PoseEstimator.from_checkpoint(ckpt, detector=det)
+    e = PoseEstimator(ckpt, detector=det)
     s = run_predict(e, str(path), output_dir=tmp_path / "o", progress=False, detect_every=3, render_images=False)
     assert s["inputs"] == 6 and len(calls) == 2  # frames 0 and 3
     doc = json.loads((tmp_path / "o" / "predictions.json").read_text())
@@ -365,7 +366,7 @@ def test_video_frames_list_detect_every_and_truncation(ckpt, tmp_path, capsys):
 def test_h264_video_output(ckpt, tmp_path):
     av = pytest.importorskip("av")
     path = _video(tmp_path / "clip.avi", n=3)
-    e = PoseEstimator.from_checkpoint(ckpt)
+    e = PoseEstimator(ckpt)
     s = run_predict(e, str(path), output_dir=tmp_path / "o", progress=False)
     assert s["outputs"] == [str(tmp_path / "o" / "clip.mp4")]
     with av.open(str(tmp_path / "o" / "clip.mp4")) as c:

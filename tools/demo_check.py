@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 
 ROOT = Path(__file__).resolve().parent.parent
 ARM = ("right_shoulder", "right_elbow", "right_wrist", "left_wrist")
@@ -38,8 +38,8 @@ def main() -> None:
     image = cv2.imread(str(ROOT / labels["image"]))
     if image is None:
         raise SystemExit(f"cannot read {labels['image']}")
-    est = PoseEstimator.from_spec(args.model).with_options(detector=args.detector, flip_test=not args.no_flip,
-                                                            refine_boxes=args.refine)
+    est = PoseEstimator(args.model).with_options(detector=args.detector, flip_test=not args.no_flip,
+                                                 refine_boxes=args.refine)
     result = est(image, boxes=[args.box]) if args.box else est(image)
     if len(result) == 0:
         raise SystemExit("no person found on the demo photo")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from stnet.data.build import default_data_root
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 from stnet.io import atomic_write
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     for a in ann["annotations"]:
         if a.get("category_id", 1) == 1 and not a.get("iscrowd", 0) and a["bbox"][3] >= 48:
             boxes.setdefault(a["image_id"], []).append(a["bbox"])
-    est = PoseEstimator.from_spec(args.model)
+    est = PoseEstimator(args.model)
     tiles = []
     for img in ann["images"]:
         if img["id"] not in boxes:

@@ -16,7 +16,7 @@ import cv2
 
 from stnet.data.build import default_data_root
 from stnet.data.lsp import load_lsp_records
-from stnet.inference import PoseEstimator
+from stnet import PoseEstimator
 from render_coco_mini import write_grid  # tools/ is on sys.path when run as a script
 
 TILE_H, ACROSS = 200, 6
@@ -33,7 +33,7 @@ def main() -> None:
     if not (root / "joints.mat").is_file():
         raise SystemExit(f"render_lspet_val: {root / 'joints.mat'} not found (give --data the lspet folder)")
     records = load_lsp_records(root / "joints.mat", root / "images", split="val")[:args.persons]
-    est = PoseEstimator.from_spec(args.model)
+    est = PoseEstimator(args.model)
     tiles = []
     for rec in records:
         image = cv2.imread(str(rec.image_path))

@@ -59,8 +59,9 @@ def load_yaml(text: str, where: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
     """``yaml.safe_load(text)`` with a bound on what aliases expand to (:data:`YAML_MAX_NODES`):
     an alias bomb fails at once with a short ValueError naming ``where``, and no error message
     ever holds an expanded value. Syntax errors raise ValueError ``"WHERE: invalid YAML: ..."``."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # inside: it already rejects control characters (ReaderError)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -77,7 +78,8 @@ def load_yaml(text: str, where: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
             raise
         raise ValueError(f"{where}: {e}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 _TRUE = frozenset({"true", "yes", "on", "1", "y"})

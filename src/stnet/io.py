@@ -22,14 +22,15 @@ raises :class:`WriteError` ("cannot write PATH: read-only file system MOUNT"). B
 from __future__ import annotations
 
 import contextlib
+import json
 import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Any, Iterable, Iterator, Mapping, Union
 
-__all__ = ["atomic_write", "write_bytes", "write_text", "WriteError", "DiskFullError", "write_error",
+__all__ = ["atomic_write", "write_bytes", "write_text", "read_json", "WriteError", "DiskFullError", "write_error",
            "TMP_PREFIX", "TMP_SUFFIX", "OverwriteError", "refuse_overwrite", "same_file", "os_error_line"]
 
 #: Temporary files of :func:`atomic_write` are ``.<name>.<random><suffix>`` next to the destination.
@@ -226,3 +227,22 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    """The parsed json of ``path``; a missing file raises FileNotFoundError and an unreadable one
+    ValueError, each one line naming the file (and ``what`` it is, e.g. "the sidecar of x.pt")."""
+    p = Path(path)
+    label = f"{p} ({what})" if what else str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{label}: cannot be read ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{label}: not valid JSON: {e}") from None
+    except RecursionError:  # [[[[... deeper than the parser's stack
+        raise ValueError(f"{label}: not valid JSON: nested too deeply") from None

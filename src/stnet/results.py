@@ -1,4 +1,4 @@
-"""What :class:`~stnet.inference.PoseEstimator` returns: :class:`PoseResult` (one person) and
+"""What :class:`~stnet.inference.estimator.PoseEstimator` returns: :class:`PoseResult` (one person) and
 :class:`Results` (the persons of one image), plus the overlay drawing shared with ``stnet predict``.
 
 ::

@@ -106,14 +106,17 @@ class Tracker:
             ``--smooth-beta``, ``--smooth-d-cutoff``).
         sigmas: OKS sigmas for ``metric="oks"`` (default 0.05 for every keypoint).
         fps: frame rate used as the filter's time base.
-        high_score: persons (:attr:`PoseResult.score`) at or above it are matched first.
+        high_score: persons (:attr:`PoseResult.score`) at or above it are matched first. 0.15,
+            not a detector's 0.3: the person score is the box score times the mean keypoint
+            score, and real people score 0.2-0.45 on benchmarks/tracking_ids.py's clip; at 0.3
+            half of them went to the stricter second stage and took new ids.
         low_threshold: minimum similarity for a lower-scoring person, matched second (stricter:
             a low score is as often a false box as a hard-to-see person).
     """
 
     def __init__(self, metric: str = "iou", threshold: float = 0.3, max_age: int = 30, smooth: bool = False,
                  min_cutoff: float = 1.0, beta: float = 0.01, sigmas: Sequence[float] | None = None,
-                 fps: float = 30.0, d_cutoff: float = 1.0, high_score: float = 0.3,
+                 fps: float = 30.0, d_cutoff: float = 1.0, high_score: float = 0.15,
                  low_threshold: float = 0.5) -> None:
         if metric not in ("iou", "oks"):
             raise ValueError(f"metric must be 'iou' or 'oks', got {metric!r}")

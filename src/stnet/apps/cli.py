@@ -26,7 +26,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _estimator(spec: str, args: argparse.Namespace, **kw):
-    from stnet.inference import PoseEstimator, UntrainedWeightsWarning
+    from stnet.inference.estimator import PoseEstimator, UntrainedWeightsWarning
 
     if args.skeleton:
         kw["skeleton"] = args.skeleton
@@ -34,7 +34,7 @@ def _estimator(spec: str, args: argparse.Namespace, **kw):
         kw["input_size"] = args.input_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWeightsWarning)  # we say it ourselves, once, below
-        est = PoseEstimator.from_spec(spec, weights=args.weights, **kw)
+        est = PoseEstimator(spec, weights=args.weights, **kw)
     if est.untrained:
         print(f"stnet {args.command}: WARNING: {spec} runs UNTRAINED (randomly initialised) weights - the keypoints "
               "are meaningless. Pass a checkpoint (--model runs/<name>/best.pt) or --weights.", file=sys.stderr)
@@ -87,6 +87,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     json_out = args.json_out or str(Path(args.output_dir) / "predictions.json")
     refuse_overwrite({"--json-out": json_out}, {"--ann": args.ann, "--boxes": args.boxes, "--model": args.model,
                                                  "--weights": args.weights, "--detector": args.detector})
+    if args.resume and not json_out.lower().endswith(".jsonl"):  # before the model loads
+        raise ValueError(f"--resume needs a JSON Lines --json-out (a path ending in .jsonl), got {json_out}")
     if not math.isfinite(args.det_score) or not math.isfinite(args.det_nms):
         raise ValueError(f"--det-score {args.det_score} / --det-nms {args.det_nms}: expected finite numbers")
     for opt, low in (("smooth_min_cutoff", "> 0"), ("smooth_beta", ">= 0"), ("smooth_d_cutoff", "> 0")):
@@ -106,9 +108,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"stnet predict: note: {w.message}", file=sys.stderr)
     if args.model is None:
-        from stnet.inference import default_model
+        from stnet.constants import DEFAULT_MODEL
 
-        args.model = default_model()
+        args.model = DEFAULT_MODEL
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
                      det_nms=args.det_nms, max_batch=args.batch, refine_boxes=args.refine)
@@ -125,7 +127,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     max_frames=args.max_frames, flush_every=args.flush_every,
                     progress=None if not args.no_progress else False, print_fn=lambda m: print(m, file=sys.stderr),
                     fmt=args.format, ann=args.ann, detect_every=args.detect_every,
-                    min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff)
+                    min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff,
+                    resume=args.resume)
     unit = "frame" if s["kind"] in ("video", "webcam") else "image"
     if s["unused_boxes"]:
         u = s["unused_boxes"]
@@ -136,6 +139,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"stnet predict: {len(n)} image(s) have no image id in --ann and are not in the COCO results: "
               + ", ".join(n[:5]) + (" ..." if len(n) > 5 else ""), file=sys.stderr)
     line = (f"stnet predict: {s['inputs']} {unit}(s), {s['persons']} person(s)"
+            + (f", {s['resumed']} already in {s['json']} (--resume)" if s["resumed"] else "")
             + (f", {len(s['skipped'])} skipped" if s["skipped"] else "")
             + (f", {s['missing_boxes']} image(s) not in --boxes (no persons)" if s["missing_boxes"] else "")
             + f"; json: {s['json']}" + (f"; overlays: {out_dir}" if s["outputs"] else ""))
@@ -152,7 +156,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ export
 def cmd_export(args: argparse.Namespace) -> int:
-    from stnet.export import EXPORT_FORMATS, check_export_args, check_onnx, export_estimator
+    from stnet.export.check import check_export
+    from stnet.export.onnx import check_export_args
+    from stnet.inference.estimator import EXPORT_FORMATS
 
     if args.format not in EXPORT_FORMATS:
         raise ValueError(f"unsupported export format {args.format!r} (one of {', '.join(EXPORT_FORMATS)})")
@@ -172,9 +178,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{stem}{'_decode' if decode else ''}{EXPORT_FORMATS[args.format]}")
     outs = {"--output": out, "--output (.bin)": out.with_suffix(".bin") if args.format == "openvino" else None}
     refuse_overwrite(outs, {"model": args.model, "model file": str(est.source), "--weights": args.weights})
-    path = export_estimator(est, out, format=args.format, opset=args.opset, decode=args.decode,
-                            with_affine=args.with_affine)
-    assert est.network is not None  # export_estimator refuses an exported file
+    path = est.export(out, format=args.format, opset=args.opset, decode=args.decode, with_affine=args.with_affine)
+    assert est.network is not None  # export() refuses an exported file
     size_mb = sum(p.stat().st_size for p in {path, path.with_suffix(".bin")} if p.is_file()) / 1e6
     print(f"stnet export: wrote {path}{' + ' + path.with_suffix('.bin').name if args.format == 'openvino' else ''} "
           f"({size_mb:.1f} MB; inputs: images (B, 3, "
@@ -183,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.no_check:
         runtime = "openvino" if args.format == "openvino" else "onnxruntime"
         try:
-            diff = check_onnx(est.network, path, est.input_size, decode=decode, with_affine=args.with_affine,
+            diff = check_export(est.network, path, est.input_size, decode=decode, with_affine=args.with_affine,
                               unbiased=est.unbiased, blur_kernel_size=est.codec_config.blur_kernel_size,
                               runtime=runtime)
             print(f"stnet export: {runtime}{' (f32)' if runtime == 'openvino' else ''} vs PyTorch max abs diff "
@@ -201,7 +206,7 @@ BENCH_BACKENDS = ("eager", "eager_folded", "eager_optimized", "onnxruntime", "on
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from stnet.bench import format_table, run_benchmark, write_results
+    from stnet.apps.bench import format_table, run_benchmark, write_results
 
     unknown = [b for b in args.backends or () if b not in BENCH_BACKENDS]
     if unknown:  # an unknown name would time nothing and still exit 0
@@ -228,7 +233,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="shipped weights name, registered model name (untrained unless --weights), checkpoint "
                         "file, run directory, exported .onnx or OpenVINO IR .xml (default: the shipped weights, "
-                        "stnet.inference.default_model())")
+                        "stnet.constants.DEFAULT_MODEL)")
     _add_model_args(p)
     p.add_argument("--detector", default=None, metavar="whole|auto|blazepose|hog|DET.onnx",
                    help="person boxes when --boxes is not given (default: whole, as in the Python API): the "
@@ -263,7 +268,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "give the boxes (default 1)")
     p.add_argument("--output-dir", default="runs/predict", help="overlays and json go here (default runs/predict)")
     p.add_argument("--json-out", default=None,
-                   help="results json (default OUTPUT_DIR/predictions.json; - prints it to stdout)")
+                   help="results json (default OUTPUT_DIR/predictions.json; - prints it to stdout); a path "
+                        "ending in .jsonl streams JSON Lines, a header line then one line per image as it is "
+                        "done (for large folders: bounded memory, a killed run can --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="with a .jsonl --json-out that exists: skip the images already in it and append the rest "
+                        "(without --resume an existing output is replaced)")
     p.add_argument("--threshold", type=float, default=None,
                    help="draw keypoints scoring above this (default 0.3; with untrained weights all are drawn)")
     p.add_argument("--flip", action="store_true", help="flip test (2x compute, a little more accurate)")
@@ -286,7 +296,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one-euro derivative cut-off (default 1.0)")
     p.add_argument("--max-frames", type=int, default=None, help="video/webcam: stop after N frames")
     p.add_argument("--flush-every", type=int, default=20, metavar="N",
-                   help="rewrite the json every N images / frames, and at the end (default 20; 0: only at the end)")
+                   help="rewrite the json every N images / frames, and at the end (default 20; 0: only at the "
+                        "end); .jsonl: sync it to disk every N lines")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 

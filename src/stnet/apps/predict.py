@@ -19,16 +19,26 @@ Outputs (under ``--output-dir``, default ``runs/predict``):
   [... with "track_id"]}]`` instead of ``"images"``. ``--format coco``: a COCO keypoint-results list
   (``stnet score`` / pycocotools), image ids from ``--ann`` (else numeric file stems).
 
+  A ``--json-out`` ending in ``.jsonl`` (images, ``--format stnet``) streams JSON Lines instead:
+  line 1 the header above (without ``images``), then one image record per line, appended and
+  flushed as each image is done; ``--resume`` skips the images already in such a file.
+
 Robustness: every output file is written atomically (temp file + rename), the json is rewritten
 every ``--flush-every`` images and at the end (also on Ctrl-C, which ends the run with one line
 saying what was saved), an unreadable / non-image file in a folder is reported and skipped, and a
-failure on one image never stops the folder.
+failure on one image never stops the folder. With ``.jsonl`` a kill loses at most the line being
+written (a torn last line is cut off on ``--resume``) and memory does not grow with the folder.
+Images are decoded by a reader thread a few images ahead of the model (:func:`read_ahead`).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
+import queue
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -37,13 +47,14 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..inference import NonFiniteWarning, load_image
-from ..io import atomic_write, write_bytes
+from stnet.inference.estimator import NonFiniteWarning
+from stnet.inference.images import load_image
+from ..io import WriteError, atomic_write, os_error_line, write_bytes, write_error
 from ..results import Results, render, skeleton_header
 from ..tracking import Tracker
 
 __all__ = ["render", "atomic_write_json", "run_predict", "IMAGE_EXTS", "VIDEO_EXTS", "output_names",
-           "coco_image_ids", "carried_boxes", "JSON_FORMATS", "Results"]
+           "coco_image_ids", "carried_boxes", "JSON_FORMATS", "Results", "JsonLines", "read_jsonl"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -174,10 +185,13 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | str | None 
                 smooth: bool = False, track_metric: str = "iou", max_frames: int | None = None,
                 flush_every: int = 20, progress: bool | None = None, print_fn: Callable[[str], Any] = print,
                 fmt: str = "stnet", ann: str | Path | None = None, detect_every: int = 1,
-                min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0) -> dict[str, Any]:
-    """Run ``est`` (a :class:`~stnet.inference.PoseEstimator`) over ``inp``; returns a summary
+                min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0,
+                resume: bool = False) -> dict[str, Any]:
+    """Run ``est`` (a :class:`~stnet.inference.estimator.PoseEstimator`) over ``inp``; returns a summary
     ``{"inputs", "persons", "skipped": [(name, reason)], "json", "outputs", "interrupted", ...}``.
-    Ctrl-C stops the run cleanly: what was done is saved and ``summary["interrupted"]`` is True."""
+    Ctrl-C stops the run cleanly: what was done is saved and ``summary["interrupted"]`` is True.
+    A ``json_out`` ending in ``.jsonl`` streams one line per image (see :class:`JsonLines`);
+    ``resume`` then skips the images already in it (``summary["resumed"]`` of them)."""
     if fmt not in JSON_FORMATS:
         raise ValueError(f"--format must be one of {', '.join(JSON_FORMATS)}, got {fmt!r}")
     kind = classify_input(inp)
@@ -187,11 +201,17 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | str | None 
     progress = sys.stderr.isatty() if progress is None else progress
     summary: dict[str, Any] = {"kind": kind, "inputs": 0, "persons": 0, "skipped": [], "json": str(json_out),
                                "outputs": [], "missing_boxes": 0, "unused_boxes": [], "interrupted": False,
-                               "frames_lost": 0, "no_image_id": []}
+                               "frames_lost": 0, "no_image_id": [], "resumed": 0}
+    lines = _is_jsonl(json_out)
+    if lines and (kind not in ("image", "folder") or fmt != "stnet"):
+        raise ValueError(f"--json-out {json_out}: JSON Lines output is for images with --format stnet; "
+                         "use a .json file for videos, webcams and --format coco")
+    if resume and not lines:
+        raise ValueError(f"--resume needs a JSON Lines --json-out (a path ending in .jsonl), got {json_out}")
     if kind in ("image", "folder"):
         _run_images(est, inp, kind, output_dir, json_out, summary, boxes=boxes, threshold=threshold,
                     render_images=render_images, shower=_Shower(show), flush_every=flush_every, progress=progress,
-                    print_fn=print_fn, fmt=fmt, ann=ann)
+                    print_fn=print_fn, fmt=fmt, ann=ann, resume=resume)
         return summary
     if fmt == "coco":
         raise ValueError("--format coco is for images (COCO results need image ids); use the default format for videos")
@@ -202,8 +222,9 @@ def run_predict(est, inp: str, *, output_dir: Path, json_out: Path | str | None 
     return summary
 
 
-def _predict_one(est, f: Path, name: str, boxes, used: set[str], summary: dict[str, Any], print_fn) -> Results:
-    """Poses of one image file (its --boxes entry when given), box / non-finite warnings printed."""
+def _predict_one(est, img: np.ndarray, name: str, boxes, used: set[str], summary: dict[str, Any],
+                 print_fn) -> Results:
+    """Poses of one decoded image (its --boxes entry when given), box / non-finite warnings printed."""
     img_boxes = None
     if boxes is not None:
         img_boxes, key = boxes.lookup_key(name)
@@ -212,7 +233,6 @@ def _predict_one(est, f: Path, name: str, boxes, used: set[str], summary: dict[s
             img_boxes = np.zeros((0, 5))
         else:
             used.add(key)
-    img = load_image(f)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = est(img, boxes=img_boxes, color="rgb")
@@ -236,49 +256,224 @@ def _list_inputs(inp: str, kind: str) -> tuple[list[Path], list[str]]:
     return files, [f.relative_to(root).as_posix() for f in files]
 
 
+# Errors of one input file that skip it (reported) rather than stop the folder.
+_SKIP_ERRORS = (ValueError, TypeError, OSError, cv2.error)
+# Decoded images waiting for the model: enough to hide a slow decode behind inference, few enough
+# that memory stays bounded (a handful of full-size frames) whatever the folder size.
+READ_AHEAD = 6
+
+
+def read_ahead(items: Iterable[tuple[Path, str]], depth: int = READ_AHEAD
+               ) -> Iterable[tuple[Path, str, np.ndarray | BaseException]]:
+    """``(file, name, RGB image or the error that made it unreadable)`` for each of ``items``, in
+    order, decoded by one background thread at most ``depth`` images ahead of the consumer, so
+    decoding overlaps inference. Video files get a ValueError (skipped by the caller). Closing the
+    generator (or an exception in the consumer, Ctrl-C included) stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():  # a timeout, so a consumer that went away never leaves us blocked
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for f, name in items:
+                if f.suffix.lower() in VIDEO_EXTS:
+                    got: np.ndarray | BaseException = ValueError(
+                        "a video inside an image folder (run predict on it separately)")
+                else:
+                    try:
+                        got = load_image(f)
+                    except BaseException as e:  # noqa: B036 -- handed to the consumer, which skips or
+                        got = e  # re-raises it there, where Ctrl-C and failures are handled
+                if not put((f, name, got)):
+                    return
+        finally:
+            put(done)
+
+    thread = threading.Thread(target=work, name="stnet-predict-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _is_jsonl(json_out: Path | str) -> bool:
+    return str(json_out) != "-" and str(json_out).lower().endswith(".jsonl")
+
+
+def read_jsonl(path: Path | str, repair: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The header and the image records of a ``predict`` JSON Lines file. A last line without its
+    newline (a run killed while writing it) is ignored, and with ``repair`` cut off the file so
+    appending starts on a clean line; any other bad line is a ValueError naming the file and line."""
+    p = Path(path)
+    data = p.read_bytes()
+    end = data.rfind(b"\n") + 1  # bytes up to the last complete line
+    header: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = []
+    for i, raw in enumerate(data[:end].splitlines(), 1):
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{p}: line {i} is not valid JSON ({e}); not a stnet predict .jsonl?") from None
+        if not isinstance(obj, dict) or (i > 1 and not isinstance(obj.get("file"), str)):
+            raise ValueError(f"{p}: line {i} is not a stnet predict record (an object with a \"file\")")
+        if i == 1 and "stnet" in obj:
+            header = obj
+        elif i == 1:
+            raise ValueError(f"{p}: line 1 is not a stnet predict header (no \"stnet\" key)")
+        else:
+            records.append(obj)
+    if repair and end < len(data):
+        with open(p, "r+b") as fh:
+            fh.truncate(end)
+    return header, records
+
+
+def _stream_error(e: OSError, path: Path) -> WriteError:
+    """A failed append to the JSON Lines file as a WriteError naming it (a full disk, a read-only
+    folder, or the cause), so the run stops rather than skipping image after image."""
+    return write_error(e, path) or WriteError(path, e.errno or errno.EIO, f"cannot write {path}: {os_error_line(e)}")
+
+
+class JsonLines:
+    """``predict`` results as JSON Lines: line 1 the header of the json document (``stnet``,
+    ``model``, ``input_size``, ``skeleton``), then one ``{"file", "height", "width", "persons"}``
+    line per image, each appended and flushed as it comes, so a killed run loses at most the line
+    being written and memory does not grow with the folder. ``sync_every`` lines also reach the
+    disk (fsync); closing syncs the rest."""
+
+    def __init__(self, path: Path, header: dict[str, Any], *, append: bool, sync_every: int = 20) -> None:
+        self.path, self.sync_every, self._n = Path(path), max(0, int(sync_every)), 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab" if append else "wb")
+            if not append or self._fh.tell() == 0:
+                self.write(header)
+        except OSError as e:
+            raise _stream_error(e, self.path) from None
+
+    def write(self, obj: dict[str, Any]) -> None:
+        try:
+            self._fh.write(json.dumps(obj, separators=(",", ":"), allow_nan=False).encode() + b"\n")
+            self._fh.flush()
+            self._n += 1
+            if self.sync_every and self._n % self.sync_every == 0:
+                os.fsync(self._fh.fileno())
+        except OSError as e:
+            raise _stream_error(e, self.path) from None
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as e:
+            raise _stream_error(e, self.path) from None
+        finally:
+            self._fh.close()
+
+
+def _resume_state(est, json_out: Path, resume: bool) -> tuple[set[str], bool]:
+    """(names already in ``json_out``, whether to append): nothing and False unless ``resume`` and
+    the file exists. A file written by another model or skeleton is refused, not mixed."""
+    if not resume or not json_out.exists():
+        return set(), False
+    header, records = read_jsonl(json_out, repair=True)
+    if header is not None:
+        want = _header(est)
+        for key in ("model", "skeleton", "input_size"):
+            if header.get(key) != want[key]:
+                raise ValueError(f"--resume: {json_out} has {key} {header.get(key)!r}, this run {want[key]!r}; "
+                                 "resume with the same model, or choose another --json-out")
+    return {str(r["file"]) for r in records}, header is not None
+
+
+def _coco_ids(inp: str, ann: str | Path | None, names: list[str]) -> dict[str, int]:
+    ids = coco_image_ids(ann, names)
+    if not ids:
+        raise ValueError(f"--format coco: no image of {inp} has an image id "
+                         + (f"in --ann {ann} (annotations of another dataset?)" if ann else
+                            "(pass --ann ANNOTATIONS.json, or use numeric file names)"))
+    return ids
+
+
+def _add_coco(coco: list[dict[str, Any]], res: Results, name: str, ids: dict[str, int],
+              summary: dict[str, Any]) -> None:
+    if name in ids:
+        coco.extend(res.to_coco(ids[name]))
+    else:
+        summary["no_image_id"].append(name)
+
+
+def _overlay(est, res: Results, out: Path | None, threshold: float, summary: dict[str, Any],
+             show: Callable[[np.ndarray], Any]) -> None:
+    """Draw ``res``; write the overlay to ``out`` (when given) and show it."""
+    over = render(res.image, res, est.skeleton, threshold, est.untrained)
+    if out is not None:
+        ok, buf = cv2.imencode(".png", over[..., ::-1])
+        if not ok:
+            raise OSError(f"cannot encode the overlay of {res.path}")
+        write_bytes(out, buf.tobytes())
+        summary["outputs"].append(str(out))
+    show(over)
+
+
 def _run_images(est, inp, kind, output_dir, json_out, summary, *, boxes, threshold, render_images,
-                shower, flush_every, progress, print_fn, fmt, ann) -> None:
+                shower, flush_every, progress, print_fn, fmt, ann, resume=False) -> None:
     files, names = _list_inputs(inp, kind)
     overlay = output_names(names)
     _check_outputs(files, [output_dir / overlay[n] for n in names] if render_images else [], Path(json_out),
                    output_dir)
-    ids = coco_image_ids(ann, names) if fmt == "coco" else {}
-    if fmt == "coco" and not ids:
-        raise ValueError(f"--format coco: no image of {inp} has an image id "
-                         + (f"in --ann {ann} (annotations of another dataset?)" if ann else
-                            "(pass --ann ANNOTATIONS.json, or use numeric file names)"))
+    ids = _coco_ids(inp, ann, names) if fmt == "coco" else {}
     images: list[dict[str, Any]] = []
     coco: list[dict[str, Any]] = []
+    stream: JsonLines | None = None
+    todo = list(zip(files, names))
+    if _is_jsonl(json_out):
+        done, append = _resume_state(est, Path(json_out), resume)
+        todo = [(f, n) for f, n in todo if n not in done]
+        summary["resumed"] = len(files) - len(todo)
+        stream = JsonLines(Path(json_out), _header(est), append=append, sync_every=flush_every)
 
     def flush() -> None:
-        atomic_write_json(json_out, coco if fmt == "coco" else _header(est, images=images))
+        if stream is None:
+            atomic_write_json(json_out, coco if fmt == "coco" else _header(est, images=images))
 
     used: set[str] = set()
+    reader = read_ahead(todo)
     try:
-        for n, (f, name) in enumerate(_progress(list(zip(files, names)), len(files), "images",
-                                                 progress and kind == "folder")):
-            if f.suffix.lower() in VIDEO_EXTS:
-                summary["skipped"].append((name, "a video inside an image folder (run predict on it separately)"))
-                continue
+        for n, (_file, name, got) in enumerate(_progress(reader, len(todo), "images", progress and kind == "folder")):
             try:
-                res = _predict_one(est, f, name, boxes, used, summary, print_fn)
+                if isinstance(got, BaseException):
+                    raise got
+                res = _predict_one(est, got, name, boxes, used, summary, print_fn)
                 if fmt == "coco":
-                    if name in ids:
-                        coco.extend(res.to_coco(ids[name]))
-                    else:
-                        summary["no_image_id"].append(name)
-                images.append(res.to_json())
+                    _add_coco(coco, res, name, ids, summary)
+                if stream is not None:
+                    stream.write(res.to_json())
+                else:
+                    images.append(res.to_json())
                 if render_images or shower.enabled:
-                    over = render(res.image, res, est.skeleton, threshold, est.untrained)
-                    if render_images:
-                        out = output_dir / overlay[name]
-                        ok, buf = cv2.imencode(".png", over[..., ::-1])
-                        if not ok:
-                            raise OSError(f"cannot encode the overlay of {name}")
-                        write_bytes(out, buf.tobytes())
-                        summary["outputs"].append(str(out))
-                    shower(over, 0 if kind == "image" else 1)
-            except (ValueError, TypeError, OSError, cv2.error) as e:
+                    _overlay(est, res, output_dir / overlay[name] if render_images else None, threshold,
+                             summary, lambda over: shower(over, 0 if kind == "image" else 1))
+            except _SKIP_ERRORS as e:
+                if stream is not None and isinstance(e, WriteError) and e.path == stream.path:
+                    raise  # the results file itself cannot be written: stop, keeping what it holds
                 summary["skipped"].append((name, str(e)))
                 print_fn(f"stnet predict: skipped {name}: {e}")
             if flush_every and (n + 1) % flush_every == 0 and str(json_out) != "-":
@@ -286,6 +481,9 @@ def _run_images(est, inp, kind, output_dir, json_out, summary, *, boxes, thresho
     except KeyboardInterrupt:
         summary["interrupted"] = True
     finally:
+        reader.close()  # type: ignore[attr-defined]
+        if stream is not None:
+            stream.close()
         flush()
     if boxes is not None and kind == "folder" and not summary["interrupted"]:
         summary["unused_boxes"] = sorted(set(boxes.keys()) - used)

@@ -5,11 +5,15 @@ A backend is any object with this shape (:class:`Backend`)::
     class Backend(Protocol):
         name: str                      # "torch" | "onnxruntime" | "openvino"
         input_size: tuple[int, int]    # (H, W) of the crops it expects
-        def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-            # (B, 3, H, W) float32 ImageNet-normalised crops -> (B, K, h, w) float32 heatmaps
+        card: ModelCard                # what it runs; card.decode / card.with_affine: what it returns
+        def run(self, batch: np.ndarray, affine: np.ndarray | None = None) -> BackendOutput: ...
+            # (B, 3, H, W) float32 ImageNet-normalised crops (+ (B, 2, 3) crop->image matrices)
+            # -> heatmaps (B, K, h, w), or keypoints (B, K, 2) + scores (B, K) when the graph decodes
 
-:class:`~stnet.inference.PoseEstimator` does everything around it (crops, batching, flip test,
-decoding, mapping to image pixels), so a backend only maps crops to heatmaps. Built in:
+The built-in backends are also callables ``backend(batch) -> heatmaps`` for heatmap graphs;
+:func:`as_backend` adapts any such callable with an ``input_size`` to the protocol.
+:class:`~stnet.inference.estimator.PoseEstimator` does everything around it (crops, batching,
+flip test, decoding heatmaps, mapping to image pixels). Built in:
 :class:`~stnet.backends.torch.TorchBackend` (PyTorch, BatchNorm folded, channels-last on CPU),
 :class:`~stnet.backends.onnxruntime.OnnxRuntimeBackend` (an exported ``.onnx`` file or a network
 exported on the fly) and :class:`~stnet.backends.openvino.OpenVINOBackend` (OpenVINO's CPU
@@ -21,9 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import numpy as np
 import torch.nn as nn
 
 # Not ``import torch``: importing the submodule ``stnet.backends.torch`` rebinds the package
@@ -31,23 +33,12 @@ import torch.nn as nn
 from torch import device as _device
 from torch import get_num_threads as _get_num_threads
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .openvino import OpenVINOBackend
+from .base import BACKENDS, Backend, BackendOutput, as_backend
 
-__all__ = ["Backend", "BACKENDS", "build_backend", "default_backend", "resolve_backend_name", "openvino_available",
-           "OpenVINOBackend"]
+__all__ = ["Backend", "BackendOutput", "BACKENDS", "build_backend", "default_backend", "resolve_backend_name",
+           "openvino_available", "as_backend"]
 
-#: Names :func:`build_backend` accepts (and ``"auto"``).
-BACKENDS = ("torch", "onnxruntime", "openvino")
 _FP32 = ("auto", "f32", "fp32", "float32")
-
-
-@runtime_checkable
-class Backend(Protocol):
-    name: str
-    input_size: tuple[int, int]
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 def openvino_available() -> bool:
@@ -120,11 +111,3 @@ def _size(input_size: tuple[int, int] | None) -> tuple[int, int]:
     if input_size is None:
         raise ValueError("a network backend needs input_size (H, W)")
     return int(input_size[0]), int(input_size[1])
-
-
-def __getattr__(name: str):
-    if name == "OpenVINOBackend":
-        from .openvino import OpenVINOBackend
-
-        return OpenVINOBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

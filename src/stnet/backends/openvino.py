@@ -2,14 +2,16 @@
 
 ::
 
-    from stnet.backends.openvino import OpenVINOBackend, export_openvino
+    from stnet.backends.openvino import OpenVINOBackend
 
     be = OpenVINOBackend(net)                        # an nn.Module (exported to ONNX, then to IR)
     be = OpenVINOBackend("stnet.onnx")               # or an exported .onnx / OpenVINO IR .xml
     hm = be(crops)                                   # (B, 3, H, W) float32 -> (B, K, h, w) float32
+    out = be.run(crops, affine)                      # BackendOutput: heatmaps, or keypoints + scores
     be.precision                                     # "f32" or "bf16": what the compiled model runs
 
-    export_openvino(net, "stnet.xml", metadata={...})    # IR (stnet.xml + stnet.bin)
+An exported graph that decodes (``stnet export --decode``, ``--with-affine``) runs too: :meth:`run`
+returns its keypoints and scores (the IR is written by :func:`stnet.export.openvino.export_openvino`).
 
 Precision (``precision=``):
 
@@ -43,13 +45,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..cpuinfo import CpuInfo, cpu_info
-from ..hub import openvino_model_metadata
-from ..export import _save_ir, _to_openvino_model, export_openvino
-from ..export import _openvino as _ov
+from stnet.constants import DEFAULT_INPUT_SIZE
+from stnet.cpuinfo import CpuInfo, cpu_info
+from stnet.export.openvino import require_openvino as _ov
+from stnet.export.openvino import save_ir, to_openvino_model
+from stnet.model_files import openvino_model_metadata
 
-__all__ = ["OpenVINOBackend", "export_openvino", "read_metadata", "resolve_precision", "openvino_available",
-           "default_cache_dir", "PRECISIONS"]
+from .base import BackendOutput, affine_feed, graph_card, split_outputs
+
+__all__ = ["OpenVINOBackend", "resolve_precision", "openvino_available", "default_cache_dir", "PRECISIONS"]
 
 PRECISIONS = ("f32", "bf16", "auto")
 _ALIASES = {"f32": "f32", "fp32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16", "auto": "auto"}
@@ -87,20 +91,14 @@ def resolve_precision(precision: str = "auto", cpu: CpuInfo | None = None) -> st
     return p
 
 
-# ------------------------------------------------------------------------------------------ metadata
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The ``stnet`` metadata json of an exported ``.xml`` (IR rt_info) or ``.onnx`` (metadata_props)
-    (:func:`stnet.hub.read_graph_metadata`, read through OpenVINO)."""
-    return openvino_model_metadata(_ov().Core().read_model(str(path)))
-
-
 # ------------------------------------------------------------------------------------------ IR cache
 def _code_digest() -> str:
     """Digest of the code that shapes an exported graph (models + export), so a cached IR of an
     nn.Module is rebuilt when that code changes even at the same version number."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for p in sorted([*(root / "models").rglob("*.py"), root / "export.py"]):
+    for p in sorted([*(root / "models").rglob("*.py"), *(root / "export").rglob("*.py"), root / "codecs" / "dark.py",
+                     root / "codecs" / "decode_head.py"]):
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -130,8 +128,9 @@ class OpenVINOBackend:
     """Heatmaps from an exported graph on OpenVINO's CPU plugin (see the module docstring).
 
     Args:
-        model: an ``nn.Module`` (exported through :func:`stnet.export.export_onnx`), a path to a
-            heatmap ``.onnx`` file, or an OpenVINO IR ``.xml`` (with its ``.bin`` beside it).
+        model: an ``nn.Module`` (exported through :func:`stnet.export.onnx.export_onnx`), a path to
+            an ``.onnx`` file, or an OpenVINO IR ``.xml`` (with its ``.bin`` beside it), heatmaps or
+            decoding (``stnet export --decode``).
         input_size: crop ``(H, W)``; default the file's static input shape, else the module's
             config, else 256x192.
         precision: ``"f32"``, ``"bf16"`` or ``"auto"`` (see :func:`resolve_precision`).
@@ -185,7 +184,8 @@ class OpenVINOBackend:
                 cfg_size = getattr(getattr(model, "cfg", None), "input_size", None)
                 size = (int(cfg_size[0]), int(cfg_size[1])) if cfg_size else None
             self.source = type(model).__name__
-        self.metadata: dict = openvino_model_metadata(ov_model)
+        self.card = graph_card(openvino_model_metadata(ov_model), [_name(i) for i in ov_model.inputs],
+                               [_name(o) for o in ov_model.outputs], self.source)
         shape = ov_model.inputs[0].get_partial_shape()
         if shape.rank.is_static and shape.rank.get_length() == 4 and shape[2].is_static and shape[3].is_static:
             file_size = (shape[2].get_length(), shape[3].get_length())
@@ -194,13 +194,10 @@ class OpenVINOBackend:
                                  f"not the requested {size[0]}x{size[1]}")
             size = file_size
         if size is None:
-            meta_size = self.metadata.get("input_size")
-            size = (int(meta_size[0]), int(meta_size[1])) if meta_size else (256, 192)
+            size = self.card.input_size or DEFAULT_INPUT_SIZE
         self.input_size: tuple[int, int] = (int(size[0]), int(size[1]))
         self._model = ov_model
-        dyn = ov.PartialShape([-1, 3, *self.input_size])
-        if shape != dyn:
-            self._model.reshape({self._model.inputs[0]: dyn})
+        self._model.reshape(self._shapes(-1))
         out = self._model.outputs[0].get_partial_shape()
         self.num_joints = out[1].get_length() if out.rank.is_static and out[1].is_static else None
         self.heatmap_size = ((out[2].get_length(), out[3].get_length())
@@ -225,7 +222,7 @@ class OpenVINOBackend:
         ov = _ov()
         model = model.eval()
         if self.cache_dir is None:
-            return _to_openvino_model(model, size, metadata=metadata)
+            return to_openvino_model(model, size, metadata=metadata)
         key = module_digest(model, size)
         if metadata:
             key = hashlib.sha256((key + json.dumps(metadata, sort_keys=True)).encode()).hexdigest()[:32]
@@ -237,18 +234,27 @@ class OpenVINOBackend:
                 return m
             except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
                 pass
-        m = _to_openvino_model(model, size, metadata=metadata)
+        m = to_openvino_model(model, size, metadata=metadata)
         try:
-            _save_ir(m, xml)
+            save_ir(m, xml)
         except OSError as e:
             warnings.warn(f"could not cache the OpenVINO IR in {xml.parent} ({e})", RuntimeWarning, stacklevel=3)
         return m
 
-    def _compile(self, batch: int | None) -> Any:
+    def _shapes(self, batch: int) -> dict[Any, Any]:
+        """Input shapes for ``batch`` (-1: dynamic): the crops, and the crop->image matrices of a
+        graph that takes them."""
         ov = _ov()
+        shapes = {self._model.inputs[0]: ov.PartialShape([batch, 3, *self.input_size])}
+        if self.card.with_affine:
+            shapes[self._model.inputs[1]] = ov.PartialShape([batch, 2, 3])
+        return shapes
+
+    def _compile(self, batch: int | None) -> Any:
         m = self._model.clone()
+        shapes = self._shapes(batch if batch else -1)
         try:
-            m.reshape({m.inputs[0]: ov.PartialShape([batch if batch else -1, 3, *self.input_size])})
+            m.reshape({m.inputs[i]: v for i, v in enumerate(shapes.values())})
             return self._core.compile_model(m, "CPU", self._config)
         except RuntimeError as e:  # a graph that does not take (B, 3, H, W): OpenVINO's C++ trace
             lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith(("Check ", "Exception"))]
@@ -276,15 +282,29 @@ class OpenVINOBackend:
         return "bf16" if "bf16" in s or "bfloat16" in s else "f32" if "f32" in s or "float32" in s else s
 
     # ------------------------------------------------------------------ the call
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, affine: np.ndarray | None = None) -> BackendOutput:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.input_size:
             raise ValueError(f"OpenVINOBackend expects (B, 3, {self.input_size[0]}, {self.input_size[1]}) crops, "
                              f"got {x.shape}")
+        k = self.num_joints or 0
         if len(x) == 0:
-            return np.zeros((0, self.num_joints or 0, *self.heatmap_size), np.float32)
-        out = self._request(len(x)).infer({0: x})[0]
-        return np.asarray(out, dtype=np.float32)
+            empty = [np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)] if self.card.decode else \
+                [np.zeros((0, k, *self.heatmap_size), np.float32)]
+            return split_outputs(empty, self.card)
+        feed: dict[int, np.ndarray] = {0: x}
+        a = affine_feed(self.card, affine, len(x), self.source)
+        if a is not None:
+            feed[1] = a
+        res = self._request(len(x)).infer(feed)
+        return split_outputs([np.asarray(res[i]) for i in range(len(self._model.outputs))], self.card)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Heatmaps of a heatmap graph (see :meth:`run` for any graph)."""
+        out = self.run(batch)
+        if out.heatmaps is None:
+            raise ValueError(f"{self.source} decodes keypoints in the graph; use run() for its keypoints")
+        return out.heatmaps
 
     @property
     def compiled_batches(self) -> list[int]:
@@ -298,3 +318,10 @@ class OpenVINOBackend:
     def __repr__(self) -> str:
         return (f"OpenVINOBackend({self.source!r}, input_size={self.input_size}, precision={self.precision!r}, "
                 f"threads={self.threads}, cache_dir={str(self.cache_dir) if self.cache_dir else None!r})")
+
+
+def _name(port: Any) -> str:
+    try:
+        return str(port.get_any_name())
+    except Exception:  # noqa: BLE001 - an unnamed port
+        return ""

@@ -5,9 +5,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from stnet.card import ModelCard
 from stnet.models.fuse import optimize_for_inference
 from stnet.models.outputs import last_stage
 
+from .base import BackendOutput
 from .fast_cuda import FastRunner
 
 __all__ = ["TorchBackend"]
@@ -29,6 +31,10 @@ class TorchBackend:
         self.channels_last = self.device.type == "cpu"
         self.model = optimize_for_inference(network.eval(), channels_last=self.channels_last).to(self.device)
         self.runner = FastRunner(self.model, self.device, fast)
+        self.card = ModelCard(input_size=self.input_size)
+
+    def run(self, batch: np.ndarray, affine: np.ndarray | None = None) -> BackendOutput:
+        return BackendOutput(heatmaps=self(batch))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -2,7 +2,7 @@
 heatmaps -> keypoints in crop pixels + confidences), plus DARK refinement and flip test."""
 from .build import CodecConfig, HeatmapCodec, build_codec
 from .dark import gaussian_blur, refine_dark
-from .flip_test import flip_heatmaps_back, flip_test
+from .flip import flip_heatmaps_back, flip_test
 from .msra_heatmap import MSRAHeatmap
 from .udp_heatmap import UDPHeatmap
 

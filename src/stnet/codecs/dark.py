@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["refine_dark", "gaussian_blur", "blur_kernel_1d"]
+__all__ = ["refine_dark", "newton_step", "gaussian_blur", "blur_kernel_1d"]
 
 
 def blur_kernel_1d(kernel_size: int) -> np.ndarray:
@@ -151,6 +151,29 @@ def _bound_step(nx: torch.Tensor, ny: torch.Tensor, x: torch.Tensor, y: torch.Te
     return nx, ny
 
 
+def newton_step(stencil: torch.Tensor, x: torch.Tensor, y: torch.Tensor, h: int, w: int, kernel_size: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Newton step on the log-map's ``(B, K, 3, 3)`` ``stencil`` (indexed ``[dy + 1, dx + 1]``)
+    centred at integer ``(x, y)``: ``(new x, new y, ok)``, the step bounded by :func:`_bound_step`;
+    ``ok`` is False where the local quadratic is not a maximum (keep the argmax there). Traceable
+    (no data-dependent control flow): the in-graph decoder (:mod:`stnet.codecs.decode_head`)
+    takes this same step."""
+    c = stencil[..., 1, 1]
+    r, l, d, u = stencil[..., 1, 2], stencil[..., 1, 0], stencil[..., 2, 1], stencil[..., 0, 1]  # noqa: E741
+    gx = 0.5 * (r - l)
+    gy = 0.5 * (d - u)
+    hxx = r - 2 * c + l
+    hyy = d - 2 * c + u
+    hxy = 0.25 * (stencil[..., 2, 2] - stencil[..., 0, 2] - stencil[..., 2, 0] + stencil[..., 0, 0])
+    det = hxx * hyy - hxy * hxy
+    ok = (det > 1e-12) & (hxx < 0)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    nx = x.to(c.dtype) - (hyy * gx - hxy * gy) / safe
+    ny = y.to(c.dtype) - (hxx * gy - hxy * gx) / safe
+    nx, ny = _bound_step(nx, ny, x, y, h, w, kernel_size)
+    return nx, ny, ok
+
+
 def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, blur_kernel_size: int = 11,
                 *, sigma: float | None = None, eps: float = 1e-10) -> torch.Tensor:
     """Refine integer argmax ``coords`` on ``heatmaps``; see the module docstring.
@@ -167,20 +190,8 @@ def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, blur_kernel_size: 
     x = ax.clamp(1, w - 2)
     y = ay.clamp(1, h - 2)
     st = _blurred_log_stencil(heatmaps, x, y, blur_kernel_size, eps)
-    c = st[..., 1, 1]
-    r, l, d, u = st[..., 1, 2], st[..., 1, 0], st[..., 2, 1], st[..., 0, 1]  # noqa: E741 - left neighbour
-    gx = 0.5 * (r - l)
-    gy = 0.5 * (d - u)
-    hxx = r - 2 * c + l
-    hyy = d - 2 * c + u
-    hxy = 0.25 * (st[..., 2, 2] - st[..., 0, 2] - st[..., 2, 0] + st[..., 0, 0])
-    det = hxx * hyy - hxy * hxy
-    ok = (det > 1e-12) & (hxx < 0)
-    safe = torch.where(ok, det, torch.ones_like(det))
-    nx = x + (-(hyy * gx - hxy * gy) / safe)
-    ny = y + (-(hxx * gy - hxy * gx) / safe)
+    nx, ny, ok = newton_step(st, x, y, h, w, blur_kernel_size)
     ok = ok & torch.isfinite(nx) & torch.isfinite(ny)
-    nx, ny = _bound_step(nx, ny, x, y, h, w, blur_kernel_size)
     if sigma is not None and blur_kernel_size > 1:
         nx = _undo_border_bias(torch.where(ok, nx, x.to(nx.dtype)), w, sigma, blur_kernel_size)
         ny = _undo_border_bias(torch.where(ok, ny, y.to(ny.dtype)), h, sigma, blur_kernel_size)

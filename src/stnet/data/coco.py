@@ -1,13 +1,13 @@
 """COCO-format keypoint annotations (COCO, CrowdPose, any custom set) and detector boxes."""
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ..io import read_json
 from .records import PersonRecord
 from .skeletons import Skeleton, get_skeleton
 
@@ -19,12 +19,7 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: annotation file not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON: {e}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{p}: not a text (JSON) file") from None
+    data = read_json(p)
     if not isinstance(data, dict):
         raise ValueError(f"{p}: not a COCO keypoints json (top level is a {type(data).__name__}, "
                          "expected an object with 'images', 'annotations', 'categories')")
@@ -90,6 +85,8 @@ def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str
     skel = get_skeleton(skeleton)
     data = load_coco_json(ann_path)
     cat = keypoint_category(data, str(ann_path))
+    if not isinstance(cat["keypoints"], list):
+        raise ValueError(f"{ann_path}: category {cat.get('name')!r}: 'keypoints' must be a list of names")
     k = len(cat["keypoints"])
     if k != skel.num_keypoints:
         raise ValueError(f"{ann_path}: category {cat.get('name')!r} has {k} keypoints but skeleton "
@@ -99,6 +96,8 @@ def load_coco_records(ann_file: str | Path, image_dir: str | Path, skeleton: str
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise ValueError(f"{ann_path}: images[{i}] lacks 'id' or 'file_name'")
+        if not isinstance(im["id"], (int, str)) or isinstance(im["id"], bool):
+            raise ValueError(f"{ann_path}: images[{i}]: 'id' must be an integer, got {im['id']!r}")
         images[im["id"]] = im
     image_dir = Path(image_dir)
     if det_file is not None:
@@ -150,10 +149,7 @@ def _load_detections(det_path: Path, images: dict[Any, dict[str, Any]], image_di
                      cat: dict[str, Any], skel: Skeleton, threshold: float) -> list[PersonRecord]:
     if not det_path.is_file():
         raise FileNotFoundError(f"{det_path}: detection file not found")
-    try:
-        dets = json.loads(det_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{det_path}: not valid JSON: {e}") from None
+    dets = read_json(det_path)
     if not isinstance(dets, list):
         raise ValueError(f"{det_path}: expected a list of detections "
                          "[{image_id, bbox, score, category_id}], got a {type(dets).__name__}")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stnet import constants
 from stnet.codecs import UDPHeatmap
 from stnet.codecs.build import HeatmapCodec
 
@@ -22,8 +23,9 @@ from .transforms import (affine_points, box_to_center_scale, fix_aspect_ratio, f
 __all__ = ["TopDownDataset", "IMAGENET_MEAN", "IMAGENET_STD", "normalize_image", "normalize_batch",
            "denormalize_image", "align_multiscale_heatmaps"]
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
+# On the 0..255 scale of uint8 crops (stnet.constants holds the 0..1 values).
+IMAGENET_MEAN = np.array(constants.IMAGENET_MEAN, dtype=np.float32) * 255.0
+IMAGENET_STD = np.array(constants.IMAGENET_STD, dtype=np.float32) * 255.0
 
 
 _SCALE = (1.0 / IMAGENET_STD).astype(np.float32)

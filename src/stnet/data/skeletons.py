@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..io import read_json
+
 __all__ = [
     "Skeleton",
     "get_skeleton",
@@ -135,10 +137,6 @@ class Skeleton:
 
 
 # ----------------------------------------------------------------------------- built-ins
-
-def _pairs_by_name(names: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
-    return tuple((names.index(a), names.index(b)) for a, b in pairs)
-
 
 _COCO_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -424,10 +422,7 @@ def skeleton_from_coco(ann_json_path: str | Path, meta_path: str | Path | None =
     path = Path(ann_json_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    data = read_json(path)
     cats = data.get("categories") if isinstance(data, dict) else None
     if not cats:
         raise ValueError(f"{path}: not a COCO keypoints json (no 'categories')")

@@ -2,14 +2,14 @@
 
 ``stnet train CONFIG``, ``stnet eval CONFIG --checkpoint PATH`` and ``stnet plot RUN_DIR`` are the
 command-line front ends (see docs/training.md)."""
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import (EvalConfig, LossConfig, ModelSection, OptimConfig, RuntimeConfig, ScheduleConfig,
                      TrainConfig, config_to_dict, load_config, save_config)
 from .plot import plot_run
 
 __all__ = ["TrainConfig", "ModelSection", "OptimConfig", "ScheduleConfig", "LossConfig", "EvalConfig",
-           "RuntimeConfig", "load_config", "config_to_dict", "save_config", "CheckpointError",
-           "load_checkpoint", "save_checkpoint", "plot_run", "train", "evaluate_checkpoint"]
+           "RuntimeConfig", "load_config", "config_to_dict", "save_config", "save_checkpoint",
+           "plot_run", "train", "evaluate_checkpoint"]
 
 
 def train(*args, **kwargs):  # lazy: keeps `import stnet.engine` light

@@ -9,7 +9,7 @@ import torch.nn as nn
 from stnet.data.build import build_dataset, build_skeleton, load_records
 from stnet.data.config import DataConfig
 from stnet.data.skeletons import Skeleton, get_skeleton
-from stnet.hub import ModelFile, load_model_ref, model_state
+from stnet.model_files import ModelFile, load_model_ref, model_state
 from stnet.models import create_model
 
 from .config import TrainConfig, resolve_data_path
@@ -56,11 +56,12 @@ def _warm_start_ref(ref: str) -> ModelFile:
 
 
 def _ref_keypoint_names(ref: ModelFile) -> tuple[str, ...] | None:
-    if ref.skeleton and isinstance(ref.skeleton.get("keypoint_names"), list):
-        return tuple(str(n) for n in ref.skeleton["keypoint_names"])
-    if ref.skeleton_name:
+    card = ref.card
+    if card.skeleton and isinstance(card.skeleton.get("keypoint_names"), (list, tuple)):
+        return tuple(str(n) for n in card.skeleton["keypoint_names"])
+    if card.skeleton_name:
         try:
-            return get_skeleton(ref.skeleton_name).keypoint_names
+            return get_skeleton(card.skeleton_name).keypoint_names
         except KeyError:
             return None
     return None

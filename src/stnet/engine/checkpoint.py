@@ -5,8 +5,8 @@ Contents: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``ema`` (state di
 ``metric_name``, ``rng`` (python, numpy, torch, cuda states), ``config`` (the resolved config as a
 plain dict) and ``format`` (version of this layout).
 
-Reading goes through :func:`stnet.hub.load_state` (the one place checkpoint files are
-deserialised; ``load_checkpoint`` is that function), writing through :func:`stnet.io.atomic_write`.
+Reading goes through :func:`stnet.model_files.load_state` (the one place checkpoint files are
+deserialised), writing through :func:`stnet.io.atomic_write`.
 """
 from __future__ import annotations
 
@@ -17,19 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from stnet.hub import CheckpointError, load_state
+from stnet.model_files import CheckpointError
 from stnet.io import atomic_write
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
+__all__ = ["save_checkpoint", "rng_state", "set_rng_state",
            "find_resume", "FORMAT"]
 
 FORMAT = 1
 REQUIRED = ("model", "epoch", "iteration")
-
-
-#: Read a checkpoint (see :func:`stnet.hub.load_state`): a dict with a ``model`` entry, or
-#: :class:`CheckpointError` naming the file when it is missing, truncated, corrupted or not ours.
-load_checkpoint = load_state
 
 
 def rng_state() -> dict[str, Any]:

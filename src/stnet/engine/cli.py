@@ -93,7 +93,7 @@ def _read_metrics_json(path: str) -> dict[str, Any]:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from .ship import pack_weights
+    from .pack import pack_weights
 
     metrics = _read_metrics_json(args.metrics) if args.metrics else None
     pt, js = pack_weights(args.checkpoint, args.name, out_dir=args.out_dir, command=args.recipe_command,

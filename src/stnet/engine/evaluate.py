@@ -21,7 +21,7 @@ from stnet.data.build import build_dataloader
 from stnet.data.dataset import align_multiscale_heatmaps
 from stnet.data.transforms import crop_to_image
 from stnet.evaluation import CocoEvaluator, Evaluator, MPIIEvaluator, PCKEvaluator
-from stnet.hub import CheckpointError, load_model_ref, model_state
+from stnet.model_files import CheckpointError, load_model_ref, model_state
 from stnet.models import last_stage
 
 from .amp import AmpSettings, amp_settings, autocast
@@ -89,7 +89,17 @@ def evaluate(model: nn.Module, loader: DataLoader, evaluator: Evaluator, *, devi
     dataset: Any = loader.dataset  # a TopDownDataset
     codec = dataset.codec
     flip_index = dataset.skeleton.flip_index if flip else None
+    was_training = model.training
     model.eval()
+    try:
+        return _evaluate(model, loader, evaluator, dataset, codec, flip_index, device=device, amp=amp, show=show,
+                         channels_last=channels_last)
+    finally:
+        model.train(was_training)  # validation inside training hands the model back as it got it
+
+
+def _evaluate(model: nn.Module, loader: DataLoader, evaluator: Evaluator, dataset: Any, codec: Any, flip_index: Any,
+              *, device: torch.device, amp: AmpSettings, show: bool, channels_last: bool) -> dict[str, float]:
     evaluator.reset()
     total = len(loader)
     bad_images: set[str] = set()

@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from stnet.hub import load_state
 from stnet.io import TMP_PREFIX, TMP_SUFFIX, write_error, write_text
+from stnet.model_files import load_state
 
 from .config import _flatten
 

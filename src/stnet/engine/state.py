@@ -10,8 +10,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from stnet.card import card_from_checkpoint
 from stnet.data.skeletons import Skeleton, skeleton_to_dict
-from stnet.hub import CheckpointError
+from stnet.model_files import CheckpointError
 
 from .amp import AmpSettings, amp_settings
 from .build import build_model
@@ -120,6 +121,7 @@ def save_run_state(cfg: TrainConfig, run: RunState, epochs_done: int, is_best: b
             "rng": rng_state(), "config": config_to_dict(cfg), "planned_epochs": run.plan.epochs,
             "elapsed_s": run.plan.elapsed_s, "pending_validation": pending, "record": record,
             "skeleton": skeleton_to_dict(run.skeleton) if run.skeleton is not None else None}
+    ckpt["card"] = card_from_checkpoint(ckpt).to_dict()  # what the weights are, as packs and graphs say it
     # best.pt first: if its write fails (disk full), last.pt still holds the state before this
     # epoch's validation, and the resumed run writes best.pt at its next validation (see stnet.engine.train._validate).
     if is_best:

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from stnet.data.build import EpochTaggedSampler, build_dataloader
 from stnet.data.device_augment import DeviceAugment, collate_deferred, use_device_augment
-from stnet.hub import load_state
 from stnet.io import WriteError
+from stnet.model_files import load_state
 from stnet.models import all_stages
 
 from .amp import AmpSettings, amp_settings, autocast

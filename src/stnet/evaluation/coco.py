@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence, Union
 import numpy as np
 
 
+from ..io import read_json
 from ._common import to_numpy as _np
 from .base import Evaluator, Predictions
 from .metrics import rescore
@@ -77,10 +78,7 @@ def load_coco_gt(gt: GTSource) -> Any:
             path = Path(gt)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ground-truth annotation file not found")
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON: {e}") from None
+            data = read_json(path)
         else:
             data = dict(gt)
         if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
@@ -213,10 +211,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: results file not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON: {e}") from None
+    data = read_json(p)
     if not isinstance(data, list):
         raise ValueError(f"{p}: a COCO results file is a JSON list of objects, got {type(data).__name__}")
     return data

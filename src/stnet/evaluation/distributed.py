@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TypeVar
 
-__all__ = ["is_distributed", "get_rank", "get_world_size", "all_gather_object", "broadcast_object"]
+__all__ = ["get_rank", "get_world_size", "all_gather_object", "broadcast_object"]
 
 T = TypeVar("T")
 
@@ -21,12 +21,6 @@ def _dist() -> Any | None:
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return None
     return dist
-
-
-def is_distributed() -> bool:
-    """True when a torch.distributed process group with more than one rank is running."""
-    dist = _dist()
-    return dist is not None and dist.get_world_size() > 1
 
 
 def get_rank() -> int:

@@ -1,11 +1,10 @@
-"""Weights: where shipped ones live, their names and integrity check, and reading any model file.
+"""Model files: where shipped weights live, their names and integrity check, and reading any model file.
 
 :func:`load_model_ref` is the one loader of a model reference as a user names it (a shipped name,
 a pack ``x.safetensors`` / ``x.pt`` + ``x.json``, a training checkpoint or run directory, an
 exported ``.onnx`` graph, plain or with decoding, an OpenVINO IR ``.xml``): it says which kind it is
-and reads what the file knows about itself (network name, input size, skeleton, normalisation,
-codec) as plain data, into a :class:`ModelFile`. Networks are built from it elsewhere
-(``stnet.inference.resolve_model``, ``stnet.engine.build``).
+and reads what the file knows about itself, its :class:`~stnet.card.ModelCard`, into a
+:class:`ModelFile`. Networks are built from it by :func:`stnet.models.factory.build_network`.
 
 ``stnet/weights/<name>.safetensors`` (fp16 ``state_dict``) + ``<name>.json`` (model, skeleton, input
 size, normalisation, codec, metrics, sha256) are the shipped weights (``<name>.pt`` packs written by
@@ -27,22 +26,20 @@ import json
 import os
 import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import torch
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_PRETRAINED", "CheckpointError", "list_pretrained", "default_model", "sha256_file",
-           "shipped_weights", "is_shipped_name", "resolve_checkpoint", "pack_metadata", "resolve_weights",
-           "load_state", "check_finite",
-           "strip_prefix", "model_state", "state_num_joints", "ModelFile", "ModelKind", "load_model_ref",
-           "read_graph_metadata", "openvino_model_metadata", "GRAPH_SUFFIXES", "GRAPH_METADATA_KEY"]
+from .card import ModelCard, card_from_checkpoint
+from .constants import GRAPH_METADATA_KEY, WEIGHTS_DIR
+from .io import read_json
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-#: Shipped weights ``stnet predict`` and :func:`default_model` use when no model is named.
-DEFAULT_PRETRAINED = "stnet_1s.lspet_128x96"
+__all__ = ["CheckpointError", "list_pretrained", "sha256_file", "shipped_weights", "is_shipped_name",
+           "resolve_checkpoint", "pack_metadata", "resolve_weights", "load_state", "check_finite", "strip_prefix",
+           "model_state", "state_num_joints", "ModelFile", "ModelKind", "load_model_ref", "read_graph_metadata",
+           "openvino_model_metadata", "GRAPH_SUFFIXES", "PACK_SUFFIXES"]
 
 #: Prefixes that wrappers put in front of every ``state_dict`` key: DDP, ``torch.compile``.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -53,8 +50,6 @@ PACK_SUFFIXES = (".safetensors", ".pt")
 #: File suffixes of exported graphs: ONNX, OpenVINO IR.
 GRAPH_SUFFIXES = (".onnx", ".xml")
 
-#: Key of the metadata json ``stnet export`` stores: ONNX ``metadata_props``, OpenVINO IR rt_info.
-GRAPH_METADATA_KEY = "stnet"
 
 
 class CheckpointError(ValueError):
@@ -79,11 +74,6 @@ def list_pretrained(weights_dir: str | os.PathLike | None = None) -> list[str]:
                    if p.with_suffix(".json").is_file()})
 
 
-def default_model() -> str:
-    """The shipped default weights when present in this install, else the untrained ``stnet_1s``."""
-    return DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in list_pretrained() else "stnet_1s"
-
-
 def is_shipped_name(ref: str | os.PathLike, weights_dir: str | os.PathLike | None = None) -> bool:
     """True when ``ref`` names shipped weights and is not also an existing file or folder."""
     s = str(ref)
@@ -99,12 +89,13 @@ def shipped_weights(name: str, weights_dir: str | os.PathLike | None = None) -> 
     if not (pt.is_file() and meta.is_file()):
         raise FileNotFoundError(
             f"no shipped weights named {name!r}; available: {', '.join(list_pretrained(folder)) or 'none yet'}")
-    info = json.loads(meta.read_text(encoding="utf-8"))
-    if info.get("sha256"):
+    info = read_json(meta, f"the card of shipped weights {name}")
+    want = ModelCard.from_dict(info, where=str(meta)).provenance.get("sha256")
+    if want:
         digest = sha256_file(pt)
-        if digest != info["sha256"]:
+        if digest != want:
             raise ValueError(f"shipped weights {pt} are corrupted: sha256 {digest} does not match "
-                             f"{info['sha256']} in {meta.name}; reinstall stnet")
+                             f"{want} in {meta.name}; reinstall stnet")
     return pt, info
 
 
@@ -130,9 +121,9 @@ def pack_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     if p.suffix not in PACK_SUFFIXES or not side.is_file():
         return None
     try:
-        info = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{side}: the sidecar of {p.name} is not valid JSON ({e})") from None
+        info = read_json(side, f"the sidecar of {p.name}")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(info, dict) or not isinstance(info.get("model"), str):
         return None
     return info
@@ -155,27 +146,14 @@ class ModelFile:
     output with its json), ``"checkpoint"`` (a training checkpoint or bare ``state_dict``; a run
     directory resolves to its ``best.pt``, else ``last.pt``), ``"onnx"`` or ``"openvino"`` (an
     exported graph). ``path``: the weights file or the graph. ``state``: the :func:`load_state`
-    dict for weights (None for a graph). ``model``/``overrides``: the registered network and its
-    config overrides (None for a bare ``state_dict`` or a graph without metadata). ``skeleton``:
-    the layout's fields (``skeleton_to_dict``), ``skeleton_name`` a built-in name when only that is
-    known. ``codec``: ``CodecConfig`` fields. ``decode``/``with_affine``: the graph outputs
-    keypoints (``stnet export --decode`` / ``--with-affine``). ``info``: the pack json, the
-    checkpoint's config or the graph's metadata, as read. None everywhere means "not known"."""
+    dict for weights (None for a graph). ``card``: the :class:`~stnet.card.ModelCard` the file
+    holds (an empty card for a bare ``state_dict`` or a graph without metadata)."""
 
     kind: ModelKind
     path: Path
     source: str
+    card: ModelCard
     state: dict[str, Any] | None = None
-    model: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int] | None = None
-    skeleton: dict[str, Any] | None = None
-    skeleton_name: str | None = None
-    codec: dict[str, Any] | None = None
-    normalization: dict[str, Any] | None = None
-    decode: bool = False
-    with_affine: bool = False
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_graph(self) -> bool:
@@ -200,84 +178,37 @@ def load_model_ref(ref: str | os.PathLike, *, weights_dir: str | os.PathLike | N
     if s.endswith(GRAPH_SUFFIXES):
         if not p.is_file():
             raise FileNotFoundError(f"{'ONNX model' if s.endswith('.onnx') else 'OpenVINO IR'} {s} not found")
-        return _graph_file(p, s)
+        card = ModelCard.from_dict(read_graph_metadata(p), where=f"{p} metadata")
+        return ModelFile("onnx" if p.suffix == ".onnx" else "openvino", p, s, card)
     if p.is_dir():
-        return _checkpoint_file(resolve_checkpoint(p), s)
+        p = resolve_checkpoint(p)
+        state = load_state(p)
+        return ModelFile("checkpoint", p, str(p), card_from_checkpoint(state, where=f"checkpoint {p}"), state)
     if p.is_file():
         info = pack_metadata(p)
-        return _pack_file("pack", p, info, s) if info is not None else _checkpoint_file(p, s)
+        if info is None:
+            state = load_state(p)
+            return ModelFile("checkpoint", p, str(p), card_from_checkpoint(state, where=f"checkpoint {p}"), state)
+        card = ModelCard.from_dict(info, where=str(p.with_suffix(".json")))
+        want = card.provenance.get("sha256")
+        if isinstance(want, str):  # shipped ones: checked by shipped_weights
+            digest = sha256_file(p)
+            if digest != want:
+                raise ValueError(f"weights pack {p} does not match its json: sha256 {digest}, the json records "
+                                 f"{want} (damaged or replaced; pack it again with stnet pack)")
+        return ModelFile("pack", p, s, card, load_state(p))
     if s in list_pretrained(weights_dir):
         pt, info = shipped_weights(s, weights_dir)
-        return _pack_file("shipped", pt, info, s)
+        return ModelFile("shipped", pt, s, ModelCard.from_dict(info, where=str(pt.with_suffix(".json"))),
+                         load_state(pt))
     if any(c in s for c in "/\\") or s.endswith((".pt", ".pth", ".ckpt", ".safetensors")):
         raise FileNotFoundError(f"checkpoint {s} not found")
     raise KeyError(f"{s!r} is neither a file, a run directory nor shipped weights "
                    f"(shipped: {', '.join(list_pretrained(weights_dir)) or 'none yet'})")
 
 
-#: Crop sides a model file may declare: a forged ``input_size`` of 100000 would allocate gigabytes.
-MIN_SIDE, MAX_SIDE = 8, 4096
-
-
-def _size(v: Any, where: str = "model file") -> tuple[int, int] | None:
-    if not isinstance(v, (list, tuple)) or len(v) != 2:
-        return None
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
-               and MIN_SIDE <= x <= MAX_SIDE for x in v):
-        raise ValueError(f"{where}: input_size {str(list(v))[:60]}: expected [H, W], integers from {MIN_SIDE} "
-                         f"to {MAX_SIDE}")
-    return int(v[0]), int(v[1])
-
-
-def _pack_file(kind: ModelKind, path: Path, info: dict[str, Any], source: str) -> ModelFile:
-    skel = info.get("skeleton_def") if isinstance(info.get("skeleton_def"), dict) else None
-    if kind == "pack" and isinstance(info.get("sha256"), str):  # shipped ones: checked by shipped_weights
-        digest = sha256_file(path)
-        if digest != info["sha256"]:
-            raise ValueError(f"weights pack {path} does not match its json: sha256 {digest}, the json records "
-                             f"{info['sha256']} (damaged or replaced; pack it again with stnet pack)")
-    return ModelFile(kind, path, source, state=load_state(path), model=info["model"],
-                     overrides=dict(info.get("overrides") or {}),
-                     input_size=_size(info.get("input_size"), f"{source} (json)"),
-                     skeleton=skel, skeleton_name=None if skel else info.get("skeleton") or None,
-                     codec=info.get("codec") if isinstance(info.get("codec"), dict) and info["codec"] else None,
-                     normalization=info.get("normalization") if isinstance(info.get("normalization"), dict) else None,
-                     info=info)
-
-
-def _checkpoint_file(path: Path, source: str) -> ModelFile:
-    state = load_state(path)
-    cfg: dict[str, Any] = state["config"] if isinstance(state.get("config"), dict) else {}
-    model = cfg.get("model") or {}
-    overrides = dict(model.get("overrides") or {})
-    overrides.pop("num_joints", None)  # taken from the weights
-    data = cfg.get("val") or cfg.get("train") or {}
-    skel = state.get("skeleton") if isinstance(state.get("skeleton"), dict) else None
-    # older checkpoints: a built-in layout's name (a custom one, from skeleton_meta, is not known)
-    name = data.get("skeleton") if skel is None and not data.get("skeleton_meta") else None
-    return ModelFile("checkpoint", path, str(path), state=state, model=model.get("name") or None,
-                     overrides=overrides, input_size=_size(cfg.get("input_size"), str(path)), skeleton=skel,
-                     skeleton_name=name or None, codec=cfg.get("codec") if isinstance(cfg.get("codec"), dict) else None,
-                     info=cfg)
-
-
-def _graph_file(path: Path, source: str) -> ModelFile:
-    meta = read_graph_metadata(path)
-    skel = meta.get("skeleton_def") if isinstance(meta.get("skeleton_def"), dict) else None
-    codec = None
-    if meta.get("codec") in ("udp", "msra"):
-        codec = {k: v for k, v in (("kind", meta["codec"]), ("sigma", meta.get("sigma")),
-                                   ("heatmap_stride", meta.get("heatmap_stride")),
-                                   ("blur_kernel_size", meta.get("blur_kernel_size"))) if v is not None}
-    return ModelFile("onnx" if path.suffix == ".onnx" else "openvino", path, source, model=meta.get("model"),
-                     input_size=_size(meta.get("input_size"), str(path)), skeleton=skel,
-                     skeleton_name=None if skel else meta.get("skeleton") or None, codec=codec,
-                     normalization=meta.get("normalization") if isinstance(meta.get("normalization"), dict) else None,
-                     decode=bool(meta.get("decode")), with_affine=bool(meta.get("with_affine")), info=meta)
-
-
 def read_graph_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``stnet`` metadata json of an exported graph: ONNX ``metadata_props`` (needs the ``onnx``
+    """The ``stnet`` card json of an exported graph: ONNX ``metadata_props`` (needs the ``onnx``
     package) or OpenVINO IR rt_info (needs ``openvino``); ``{}`` when there is none or the package
     to read it is missing (the graph still runs; the caller then needs the options it would give)."""
     p = Path(path)
@@ -297,7 +228,7 @@ def read_graph_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def openvino_model_metadata(model: Any) -> dict[str, Any]:
-    """The ``stnet`` metadata of a loaded ``openvino.Model``: rt_info ``stnet`` (an IR ``stnet
+    """The ``stnet`` card json of a loaded ``openvino.Model``: rt_info ``stnet`` (an IR ``stnet
     export`` wrote) or ``framework/stnet`` (an ONNX file's metadata_props, as OpenVINO reads them)."""
     for key in ([GRAPH_METADATA_KEY], ["framework", GRAPH_METADATA_KEY]):
         try:

@@ -1,4 +1,4 @@
-"""stnet.hub: reading weights files, prefix stripping, EMA selection."""
+"""stnet.model_files: reading weights files, prefix stripping, EMA selection."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stnet.hub import (CheckpointError, load_state, model_state, resolve_checkpoint, resolve_weights, state_num_joints,
-                       strip_prefix)
+from stnet.model_files import (CheckpointError, load_state, model_state, resolve_checkpoint, resolve_weights,
+                               state_num_joints, strip_prefix)
 
 
 def test_strip_prefix_ddp_compile_and_both():

@@ -14,13 +14,12 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from stnet.hub import WEIGHTS_DIR, load_state, model_state, sha256_file
+from stnet.card import card_from_checkpoint
+from stnet.constants import DEFAULT_ARCHITECTURE, DEFAULT_INPUT_SIZE, WEIGHTS_DIR
 from stnet.io import OverwriteError, atomic_write, refuse_overwrite, same_file, write_text
+from stnet.model_files import load_state, model_state, sha256_file
 
-__all__ = ["pack_weights", "check_weights_name", "sha256_file", "WEIGHTS_DIR"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["pack_weights", "check_weights_name"]
 
 
 def check_weights_name(name: str) -> None:
@@ -34,8 +33,9 @@ def check_weights_name(name: str) -> None:
 def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.PathLike | None = None,
                  command: str = "", metrics: dict[str, Any] | None = None, use_ema: bool = True,
                  notes: str = "", overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.safetensors`` and ``<name>.json`` from a training checkpoint; returns both paths.
-    An existing pack of that name is replaced only with ``overwrite`` (never the checkpoint itself)."""
+    """Write ``<out_dir>/<name>.safetensors`` and ``<name>.json`` (its :class:`~stnet.card.ModelCard`)
+    from a training checkpoint; returns both paths. An existing pack of that name is replaced only
+    with ``overwrite`` (never the checkpoint itself)."""
     check_weights_name(name)
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     pt, js = out / f"{name}.safetensors", out / f"{name}.json"
@@ -46,38 +46,21 @@ def pack_weights(checkpoint: str | os.PathLike, name: str, *, out_dir: str | os.
         raise OverwriteError(f"{existing[0]} already exists{shipped}; pass --overwrite to replace it, or choose "
                              "another --name / --out-dir")
     state = load_state(checkpoint)
-    cfg = state.get("config")
-    if not isinstance(cfg, dict):
+    if not isinstance(state.get("config"), dict) and not isinstance(state.get("card"), dict):
         raise ValueError(f"checkpoint {checkpoint} has no training config; pack needs one written by stnet train")
     from_ema = bool(use_ema and state.get("ema"))
     sd = model_state(state, use_ema)
     # safetensors stores each tensor's own contiguous bytes (no shared storage, no views)
     half = {k: (v.half() if v.is_floating_point() else v).contiguous().clone() for k, v in sd.items()}
-    model = cfg.get("model", {})
-    val = cfg.get("val", {})
-    meta = {
-        "name": name,
-        "model": model.get("name", "stnet_1s"),
-        "overrides": {k: v for k, v in model.get("overrides", {}).items()},
-        "skeleton": (state["skeleton"] or {}).get("name") if isinstance(state.get("skeleton"), dict)
-        else val.get("skeleton") or cfg.get("train", {}).get("skeleton"),
-        # the layout itself (names, flip pairs, sigmas, weights, links): custom skeletons travel too
-        "skeleton_def": state.get("skeleton") if isinstance(state.get("skeleton"), dict) else None,
-        "input_size": list(cfg.get("input_size") or val.get("input_size") or (256, 192)),
-        "num_joints": int(half["head.weight"].shape[0]) if "head.weight" in half else None,
-        "normalization": {"color": "RGB", "scale": "1/255", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-        "codec": cfg.get("codec", {}),
-        "dtype": "float16",
-        "weights": "ema" if from_ema else "model",
-        "epoch": state.get("epoch"),
-        "metrics": metrics if metrics is not None else {"best_metric": state.get("best_metric")},
-        "recipe_command": command,
-        "notes": notes,
-    }
+    card = card_from_checkpoint(state, where=f"checkpoint {checkpoint}")
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(pt) as tmp:
         save_file(half, str(tmp), metadata={"format": "stnet-pack", "name": name})
-    meta["sha256"] = sha256_file(pt)
-    meta["size_bytes"] = pt.stat().st_size
-    write_text(js, json.dumps(meta, indent=2) + "\n")
+    provenance = {**card.provenance, "name": name, "dtype": "float16", "weights": "ema" if from_ema else "model",
+                  "epoch": state.get("epoch"), "recipe_command": command, "notes": notes,
+                  "sha256": sha256_file(pt), "size_bytes": pt.stat().st_size}
+    card = card.replace(model=card.model or DEFAULT_ARCHITECTURE, input_size=card.input_size or DEFAULT_INPUT_SIZE,
+                        num_joints=int(half["head.weight"].shape[0]) if "head.weight" in half else card.num_joints,
+                        provenance=provenance, metrics=metrics if metrics is not None else dict(card.metrics))
+    write_text(js, json.dumps(card.to_dict(), indent=2) + "\n")
     return pt, js

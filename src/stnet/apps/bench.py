@@ -34,13 +34,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .backends.fast_cuda import FastRunner
-from .cpuinfo import cpu_info
-from .export import export_onnx, ort_session
-from .io import write_text
-from .models import create_model
-from .models.complexity import count_complexity
-from .models.fuse import fold_batchnorm, optimize_for_inference
+from stnet.backends.fast_cuda import FastRunner
+from stnet.backends.onnxruntime import ort_session
+from stnet.cpuinfo import cpu_info
+from stnet.export.onnx import export_onnx
+from stnet.io import write_text
+from stnet.models import create_model
+from stnet.models.complexity import count_complexity
+from stnet.models.fuse import fold_batchnorm, optimize_for_inference
 
 __all__ = ["run_benchmark", "write_results", "format_table", "randomize", "make_runners", "BASELINE_BACKEND"]
 
@@ -162,7 +163,7 @@ def _ort_runners(case: _Case, tmp: Path, threads: int, cuda: bool) -> None:
 
 def _openvino_runners(case: _Case, tmp: Path, threads: int, precisions: list[str]) -> dict[str, Any]:
     """``openvino_<precision>`` rows; returns the backends (the estimator rows reuse them)."""
-    from .backends.openvino import OpenVINOBackend
+    from stnet.backends.openvino import OpenVINOBackend
 
     backends = {}
     for p in precisions:
@@ -182,7 +183,7 @@ def _estimator_runners(case: _Case, ov_backends: dict[str, Any], batches: tuple[
     "through PoseEstimator(..., backend=...)" figure, on the torch backend and the OpenVINO backends."""
     import warnings
 
-    from .inference import PoseEstimator
+    from stnet.inference.estimator import PoseEstimator
 
     ests: dict[str, Any] = {"estimator_torch": "torch"}
     ests.update({f"estimator_openvino_{p}": be for p, be in ov_backends.items()})
@@ -298,7 +299,7 @@ def run_benchmark(models: Sequence[str] = ("stnet_1s", "hrnet_w32"), batches: Se
     torch.set_num_threads(threads)
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if openvino is None:
-        from .backends.openvino import openvino_available
+        from stnet.backends.openvino import openvino_available
 
         openvino = openvino_available()
     want = set(backends) if backends else None
@@ -398,7 +399,8 @@ def format_table(result: dict[str, Any]) -> str:
                   "brackets): " + "; ".join(parts),
               "", "eager: as built; eager_folded: BatchNorm folded; eager_optimized: folded + channels-last "
                   "(stnet.models.fuse.optimize_for_inference, what PoseEstimator's torch backend runs); onnxruntime: "
-                  "folded, exported by stnet.export, CPU provider; openvino_f32 / openvino_bf16: the same ONNX graph "
+                  "folded, exported by stnet.export.onnx, CPU provider; "
+                  "openvino_f32 / openvino_bf16: the same ONNX graph "
                   "under OpenVINO's CPU plugin (stnet.backends.openvino.OpenVINOBackend, latency hint, static batch "
                   "shape, INFERENCE_PRECISION_HINT f32 / bf16); estimator_torch / estimator_openvino_*: "
                   "PoseEstimator.heatmaps (its whole heatmap path: chunking, backend call) on the torch backend and "

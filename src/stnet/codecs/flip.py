@@ -10,7 +10,7 @@ by shifting it one pixel right; ``shift=True`` reproduces that.
 Shapes::
 
     heatmaps (B, K, h, w)  numpy or torch
-    images   (B, 3, H, W)  torch (what the model takes)
+    images   (B, 3, H, W)  numpy or torch (what the model takes)
 """
 from __future__ import annotations
 
@@ -44,13 +44,18 @@ def flip_heatmaps_back(heatmaps: Any, flip_index: Sequence[int], *, shift: bool 
 
 
 @torch.no_grad()
-def flip_test(model: Callable[[torch.Tensor], Any], images: torch.Tensor, flip_index: Sequence[int],
-              *, unbiased: bool = True) -> torch.Tensor:
-    """Heatmaps ``(B, K, h, w)`` averaged over ``images`` and their horizontal mirrors.
+def flip_test(model: Callable[[Any], Any], images: Any, flip_index: Sequence[int], *, unbiased: bool = True) -> Any:
+    """Heatmaps ``(B, K, h, w)`` averaged over ``images`` and their horizontal mirrors, both in one
+    call of ``model`` (one batch of 2B crops).
 
-    ``model`` maps ``(B, 3, H, W)`` to heatmaps (a tensor, or a list/tuple of per-stage tensors of
-    which the last is used). ``unbiased=False`` applies the classic one-pixel shift.
-    """
-    heat = last_stage(model(images))
-    heat_flipped = last_stage(model(images.flip(-1)))
-    return 0.5 * (heat + flip_heatmaps_back(heat_flipped, flip_index, shift=not unbiased))
+    ``images``: ``(B, 3, H, W)``, a torch tensor or a numpy array; ``model`` maps such a batch to
+    heatmaps of the same kind (or a list/tuple of per-stage tensors of which the last is used).
+    ``unbiased=False`` applies the classic one-pixel shift."""
+    n = len(images)
+    both: Any
+    if isinstance(images, torch.Tensor):
+        both = torch.cat([images, images.flip(-1)], 0)
+    else:
+        both = np.concatenate([images, images[..., ::-1]], 0)
+    heat = last_stage(model(both))
+    return 0.5 * (heat[:n] + flip_heatmaps_back(heat[n:], flip_index, shift=not unbiased))
