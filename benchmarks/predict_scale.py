@@ -9,13 +9,15 @@ values; ``--input-size`` sets the network input). For each folder:
   images/s   images over the time from the JSON Lines header (model loaded) to the end
              (polled by the parent), so start-up is not counted; ``wall_s`` includes it
   peak RSS   the child's ``ru_maxrss`` (``os.wait4``)
+  CPU        the child's user + system CPU seconds (``os.wait4``); the CPU ms per extra image
+             between two folder sizes does not depend on what else runs on the machine
 
 The child runs with ``--threads`` torch threads (``OMP_NUM_THREADS``, default 1).
 
 Then the 10,000 run once more, killed with SIGKILL once its file holds ``--kill-at`` lines, and
 rerun with ``--resume``: the final file must hold each image exactly once.
 
-    nice -n 19 python benchmarks/predict_scale.py [--sizes 100 1000 10000] [--kill-at 3000]
+    python benchmarks/predict_scale.py [--sizes 100 1000 10000] [--kill-at 3000]
         [--input-size 128 96] [--threads 1]
 
 Writes benchmarks/results/predict_scale.json and predict_scale.md.
@@ -108,6 +110,7 @@ def predict(folder: Path, model: Path, out: Path, *, resume: bool = False, kill_
     return {"exit": child.returncode, "wall_s": round(t_end - t0, 2), "images_written": done,
             "images_per_s": round(done / busy, 2) if busy > 0 and done > 0 else None,
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1) if usage else None,
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2) if usage else None,
             "log_tail": log.strip().splitlines()[-1:] if log.strip() else []}
 
 
@@ -145,17 +148,25 @@ def main() -> None:
           "redone": len(files) - len(set(files)), "missing": largest - len(set(files))}
     print("kill/resume", kr, flush=True)
     small, big = runs[str(min(args.sizes))], runs[str(largest)]
+    # CPU seconds per extra image between consecutive folder sizes: the child's own CPU time, so
+    # other processes on the machine do not change it (its wall-clock rate they do), and the
+    # difference of two runs cancels the start-up. Flat = the work per image does not grow with
+    # the folder.
+    sizes = sorted(args.sizes)
+    marginal = {f"{a}->{b}": round((runs[str(b)]["cpu_s"] - runs[str(a)]["cpu_s"]) / (b - a) * 1000, 2)
+                for a, b in zip(sizes, sizes[1:])}
     import platform
 
     result = {
         "cpu": cpu_info().describe(), "python": platform.python_version(),
         "load_average_1min_at_end": round(os.getloadavg()[0], 1),
-        "command": "nice -n 19 python benchmarks/predict_scale.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/predict_scale.py " + " ".join(sys.argv[1:]),
         "model": f"stnet_1s, random weights, input {args.input_size[0]}x{args.input_size[1]}, whole-image box, "
                  f"{args.threads} torch thread(s)",
         "images": "64x48 noise JPEGs", "runs": runs, "kill_resume": kr,
         "rss_ratio_largest_over_smallest": round(big["peak_rss_mib"] / small["peak_rss_mib"], 3),
         "rate_ratio_largest_over_smallest": round(big["images_per_s"] / small["images_per_s"], 3),
+        "cpu_ms_per_extra_image": marginal,
     }
     OUT.mkdir(exist_ok=True)
     (OUT / "predict_scale.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -163,13 +174,15 @@ def main() -> None:
              f"CPU: {result['cpu']}; load average at the end {result['load_average_1min_at_end']} "
              "(a training run shared the machine)", f"Model: {result['model']}; images: {result['images']}",
              f"Command: `{result['command']}`", "",
-             "| images | images/s (after start-up) | wall s | peak RSS MiB | lines = unique files |",
-             "|---:|---:|---:|---:|:---:|"]
+             "| images | images/s (after start-up) | wall s | child CPU s | peak RSS MiB | lines = unique files |",
+             "|---:|---:|---:|---:|---:|:---:|"]
     for n, r in runs.items():
-        lines.append(f"| {int(n):,} | {r['images_per_s']} | {r['wall_s']} | {r['peak_rss_mib']} | "
+        lines.append(f"| {int(n):,} | {r['images_per_s']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mib']} | "
                      f"{r['images_written'] == r['unique_files'] == int(n)} |")
     lines += ["", f"Peak RSS {largest:,} / {min(args.sizes):,}: {result['rss_ratio_largest_over_smallest']}x; "
-              f"images/s {largest:,} / {min(args.sizes):,}: {result['rate_ratio_largest_over_smallest']}x.", "",
+              f"images/s {largest:,} / {min(args.sizes):,}: {result['rate_ratio_largest_over_smallest']}x.",
+              "CPU ms per extra image (the child's CPU time, start-up cancelled): " + ", ".join(
+                  f"{k} images: {v}" for k, v in marginal.items()) + ".", "",
               f"Kill and resume ({largest:,} images): SIGKILL after {kr['killed_after_s']} s with "
               f"{kr['complete_lines_at_kill']} complete lines (torn last line: {kr['torn_last_line']}); "
               f"`--resume` wrote {resumed['images_written']} more in {resumed['wall_s']} s; final file "

@@ -82,6 +82,7 @@ def test_default_estimator_runs_the_shipped_weights():
         warnings.simplefilter("error", UntrainedWeightsWarning)
         est = PoseEstimator()
     assert not est.untrained and est.card.provenance["name"] == DEFAULT_MODEL and est.card.provenance["sha256"]
+    assert est.skeleton.name == "coco17" and len(est.skeleton.keypoint_names) == 17  # COCO's layout
     with pytest.warns(UntrainedWeightsWarning):  # an architecture name: untrained, because asked for
         assert PoseEstimator("stnet_1s", input_size=(64, 64)).untrained
     with pytest.raises(FileNotFoundError, match="an architecture, not pretrained weights"):

@@ -377,8 +377,13 @@ def test_carried_boxes_follow_keypoints():
     from stnet.results import PoseResult
 
     kp = np.array([[10, 20], [50, 20], [30, 80]], np.float32)
-    p = PoseResult(kp, np.array([0.9, 0.9, 0.9], np.float32), (0.0, 0.0, 200.0, 200.0), 0.8, "coco17")
+    p = PoseResult(kp, np.array([0.9, 0.7, 0.8], np.float32), (0.0, 0.0, 200.0, 200.0), 0.2, "coco17")
+    # The score is the keypoints' mean, not the person's 0.2 (which already holds the previous box
+    # score: carrying it would compound frame after frame).
     np.testing.assert_allclose(carried_boxes([p], (300, 300)), [[8, 17, 44, 66, 0.8]], atol=1e-4)
+    weak = PoseResult(kp, np.array([0.1, 0.2, 0.1], np.float32), (1.0, 2.0, 30.0, 40.0), 0.5, "coco17")
+    np.testing.assert_allclose(carried_boxes([weak], (300, 300)), [[1, 2, 30, 40, 0.0]])
+    assert carried_boxes([], (300, 300)).shape == (0, 5)
 
 
 def test_tracker_assignment_is_hungarian():
@@ -387,7 +392,7 @@ def test_tracker_assignment_is_hungarian():
     def person(box):
         return PoseResult(np.zeros((17, 2), np.float32), np.ones(17, np.float32), box, 1.0, "coco17")
 
-    t = Tracker(metric="iou", threshold=0.3)
+    t = Tracker(metric="iou", threshold=0.3, buffer=0.0)
     t.update([person((0.0, 0.0, 10.0, 10.0)), person((5.0, 0.0, 10.0, 10.0))], 0)  # tracks 0 and 1
     # IoU: track 0 - P 0.67, track 0 - Q 0.54, track 1 - P 0.54, track 1 - Q 0.11. Greedy takes
     # 0 - P and leaves Q below the threshold (a new track 2); Hungarian maximises the total.

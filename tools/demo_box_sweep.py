@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from stnet import PoseEstimator
+from stnet.constants import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 ARM = ("right_shoulder", "right_elbow", "right_wrist", "left_wrist")
@@ -25,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     labels = json.loads((ROOT / "tools" / "demo_keypoints.json").read_text())
     img = np.ascontiguousarray(cv2.imread(str(ROOT / labels["image"]))[..., ::-1])
-    est = PoseEstimator("stnet_1s.lspet_128x96").with_options(flip_test=not args.no_flip)
+    est = PoseEstimator(DEFAULT_MODEL).with_options(flip_test=not args.no_flip)
     names, gt = list(est.skeleton.keypoint_names), labels["joints"]
     tol = 0.5 * float(np.hypot(*np.subtract(gt["right_shoulder"], gt["right_elbow"])))
     boxes = [[x0, y0, x1 - x0, y1 - y0] for x0 in range(60, 160, 20) for y0 in range(100, 200, 20)

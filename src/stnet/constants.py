@@ -6,8 +6,9 @@ from pathlib import Path
 __all__ = ["DEFAULT_MODEL", "DEFAULT_ARCHITECTURE", "DEFAULT_INPUT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD",
            "WEIGHTS_DIR", "GRAPH_METADATA_KEY"]
 
-#: Shipped weights ``PoseEstimator()`` and ``stnet predict`` use when no model is named.
-DEFAULT_MODEL = "stnet_1s.lspet_128x96"
+#: Shipped weights ``PoseEstimator()`` and ``stnet predict`` use when no model is named: COCO's 17
+#: keypoints, the layout rtmlib, ultralytics, mmpose and ``stnet score`` expect (issue 24).
+DEFAULT_MODEL = "stnet_1s.coco17_128x96"
 
 #: The registered network built when only an architecture is asked for.
 DEFAULT_ARCHITECTURE = "stnet_1s"

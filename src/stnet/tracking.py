@@ -7,8 +7,11 @@ least ``high_score`` first, on a similarity of at least ``threshold``; then the 
 (a half-occluded or blurred person) against the tracks still free, on at least ``low_threshold``.
 The similarity is the IoU of boxes drawn around each person's confident keypoints (the same box
 whether the frame's person came from a detector or from the previous frame's keypoints, so
-``--detect-every`` does not change it), with each track's box moved by its recent velocity for
-the frames since it was seen; or the OKS of the keypoints (``metric="oks"``, the skeleton's OKS
+``--detect-every`` does not change it), with each track's box moved by its recent, damped velocity
+for the frames since it was seen; in the first stage both boxes are grown by ``buffer`` a side
+first (C-BIoU, Yang et al., WACV 2023), since a pose box jumps in width when one wrist crosses the
+score floor. The first-stage threshold 0.2 is ByteTrack's (its ``match_thresh`` 0.8 on 1 - IoU).
+Or the OKS of the keypoints (``metric="oks"``, the skeleton's OKS
 sigmas). Unmatched persons start new tracks; a track unseen for ``max_age`` frames is dropped, so
 a person missed for a few frames (not detected, occluded) keeps its id. Persons crossing each
 other closely can still swap ids.
@@ -76,13 +79,37 @@ class _Track:
     keypoints: np.ndarray
     last_seen: int
     filter: OneEuroFilter | None = None
-    velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(4))
+    velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))
 
     def predicted(self, frame: int) -> np.ndarray:
-        """The box moved by the track's velocity to ``frame`` (its size change too, kept > 1 px)."""
-        b = self.box + self.velocity * (frame - self.last_seen)
-        b[2:4] = np.maximum(b[2:4], 1.0)
+        """The box with its centre moved by the track's velocity to ``frame``; its size kept."""
+        b = self.box.copy()
+        b[:2] += self.velocity * (frame - self.last_seen)
         return b
+
+    def update(self, box: np.ndarray, frame: int) -> None:
+        """Follow a matched box. The velocity is of the centre only, damped and capped at a
+        quarter of the box per frame, and the size is averaged with the track's: a pose box
+        jitters by tens of pixels between frames (one wrist more or less above the score floor),
+        and an undamped velocity from two such boxes threw the prediction off the person."""
+        gap = max(1, frame - self.last_seen)
+        step = (box[:2] + box[2:4] / 2 - self.box[:2] - self.box[2:4] / 2) / gap
+        cap = 0.25 * self.box[2:4]
+        self.velocity = np.clip(0.7 * self.velocity + 0.3 * step, -cap, cap)
+        size = 0.5 * self.box[2:4] + 0.5 * box[2:4]
+        centre = box[:2] + box[2:4] / 2
+        self.box = np.concatenate([centre - size / 2, size])
+        self.last_seen = frame
+
+
+def _buffered(box: np.ndarray, buffer: float) -> np.ndarray:
+    """``box`` grown by ``buffer`` times its size on every side (Yang et al., "Hard to track
+    objects with irregular motions and similar appearances? Make it easier by buffering the
+    matching space", WACV 2023): boxes of a person that moved or changed shape still overlap."""
+    b = np.asarray(box, np.float64).copy()
+    b[:2] -= buffer * b[2:4]
+    b[2:4] *= 1 + 2 * buffer
+    return b
 
 
 def _person_box(p) -> np.ndarray:
@@ -100,6 +127,7 @@ class Tracker:
     Args:
         metric: ``"iou"`` (boxes) or ``"oks"`` (keypoints).
         threshold: minimum similarity to continue a track with a person scoring ``high_score`` or more.
+        buffer: the first stage's box growth per side, as a fraction of the box (0 = plain IoU).
         max_age: frames a track survives unseen.
         smooth: apply a :class:`OneEuroFilter` per track to keypoints (and boxes stay raw).
         min_cutoff, beta, d_cutoff: the one-euro parameters (Hz; ``stnet predict --smooth-min-cutoff``,
@@ -114,14 +142,17 @@ class Tracker:
             a low score is as often a false box as a hard-to-see person).
     """
 
-    def __init__(self, metric: str = "iou", threshold: float = 0.3, max_age: int = 30, smooth: bool = False,
+    def __init__(self, metric: str = "iou", threshold: float = 0.2, max_age: int = 30, smooth: bool = False,
                  min_cutoff: float = 1.0, beta: float = 0.01, sigmas: Sequence[float] | None = None,
                  fps: float = 30.0, d_cutoff: float = 1.0, high_score: float = 0.15,
-                 low_threshold: float = 0.5) -> None:
+                 low_threshold: float = 0.5, buffer: float = 0.3) -> None:
         if metric not in ("iou", "oks"):
             raise ValueError(f"metric must be 'iou' or 'oks', got {metric!r}")
         self.metric, self.threshold, self.max_age = metric, float(threshold), int(max_age)
         self.high_score, self.low_threshold = float(high_score), float(low_threshold)
+        if not 0 <= buffer < float("inf"):
+            raise ValueError(f"buffer must be >= 0, got {buffer}")
+        self.buffer = float(buffer)
         self.smooth, self.min_cutoff, self.beta = bool(smooth), float(min_cutoff), float(beta)
         self.d_cutoff = float(d_cutoff)
         if not (self.min_cutoff > 0 and self.d_cutoff > 0 and 0 <= self.beta < float("inf")):  # NaN fails too
@@ -133,10 +164,10 @@ class Tracker:
         self.frame = -1
         self._next_id = 0
 
-    def _sim(self, track: _Track, person, box: np.ndarray) -> float:
+    def _sim(self, track: _Track, person, box: np.ndarray, buffer: float = 0.0) -> float:
         pred = track.predicted(self.frame)
         if self.metric == "iou":
-            return box_iou(pred, box)  # type: ignore[arg-type]  # any (4,) sequence
+            return box_iou(_buffered(pred, buffer), _buffered(box, buffer))  # type: ignore[arg-type]
         sig = self.sigmas if self.sigmas is not None else np.full(len(person.keypoints), 0.05)
         shift = pred[:2] + pred[2:4] / 2 - track.box[:2] - track.box[2:4] / 2
         return oks(track.keypoints + shift, person.keypoints, float(box[2] * box[3]), sig)
@@ -147,10 +178,11 @@ class Tracker:
         free = list(self.tracks)
         high = [i for i, p in enumerate(persons) if p.score >= self.high_score]
         low = [i for i, p in enumerate(persons) if p.score < self.high_score]
-        for group, thr in ((high, self.threshold), (low, self.low_threshold)):
+        # The buffer widens the first stage only: a low-scoring person must overlap a track as it is.
+        for group, thr, buf in ((high, self.threshold, self.buffer), (low, self.low_threshold, 0.0)):
             if not group or not free:
                 continue
-            sim = np.array([[self._sim(t, persons[i], boxes[i]) for i in group] for t in free])
+            sim = np.array([[self._sim(t, persons[i], boxes[i], buf) for i in group] for t in free])
             rows, cols = linear_sum_assignment(sim, maximize=True)
             used = set()
             for r, c in zip(rows, cols):
@@ -176,12 +208,11 @@ class Tracker:
                                OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff) if self.smooth else None)
                 self._next_id += 1
                 self.tracks.append(track)
-            else:  # velocity per frame, averaged with the previous estimate against jitter
-                gap = max(1, self.frame - track.last_seen)
-                track.velocity = 0.5 * track.velocity + 0.5 * (boxes[pi] - track.box) / gap
+            else:
+                track.update(boxes[pi], self.frame)
             kps = p.keypoints
             if track.filter is not None:
                 kps = track.filter(p.keypoints, t).astype(np.float32)
-            track.box, track.keypoints, track.last_seen = boxes[pi], np.asarray(kps, float), self.frame
+            track.keypoints = np.asarray(kps, float)
             out.append(dataclasses.replace(p, keypoints=kps, track_id=track.id))
         return out
