@@ -229,12 +229,7 @@ def test_export(trained, small_fs, capsys, how):
                         capsys, how)
 
 
-@pytest.mark.slow
 @HOW
-@pytest.mark.xfail(strict=True, reason="apps/predict.py reports every overlay that cannot be written as a skipped "
-                   "image ('skipped a.png: no space left on ...', one line per image) and goes on to the next, "
-                   "instead of stopping at the first failed write (the fix belongs to apps/predict.py, being "
-                   "restructured under issue 25)")
 def test_predict_outputs(trained, small_fs, capsys, how):
     fs = small_fs(16)
     out = fs.root / "out"

@@ -473,8 +473,11 @@ def _run_images(est, inp, kind, output_dir, json_out, summary, *, boxes, thresho
                     _overlay(est, res, output_dir / overlay[name] if render_images else None, threshold,
                              summary, lambda over: shower(over, 0 if kind == "image" else 1))
             except _SKIP_ERRORS as e:
-                if stream is not None and isinstance(e, WriteError) and e.path == stream.path:
-                    raise  # the results file itself cannot be written: stop, keeping what it holds
+                if isinstance(e, WriteError):
+                    # An output (overlay or results file) cannot be written: a full or read-only
+                    # disk does not recover for the next image, so stop with one line, keeping what
+                    # was written, rather than report every later image as skipped.
+                    raise
                 summary["skipped"].append((name, str(e)))
                 print_fn(f"stnet predict: skipped {name}: {e}")
             if flush_every and (n + 1) % flush_every == 0 and str(json_out) != "-":
