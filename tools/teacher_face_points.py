@@ -198,7 +198,7 @@ def cmd_coco(args: argparse.Namespace) -> None:
     teacher = Teacher(Path(args.model))
     student = None
     if args.student:
-        from stnet.inference import PoseEstimator
+        from stnet import PoseEstimator
 
         student = PoseEstimator(args.student, flip_test=True, precision="fp32")
     cache: dict[str, np.ndarray] = {}
