@@ -210,33 +210,54 @@ def load_model_ref(ref: str | os.PathLike, *, weights_dir: str | os.PathLike | N
 def read_graph_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The ``stnet`` card json of an exported graph: ONNX ``metadata_props`` (needs the ``onnx``
     package) or OpenVINO IR rt_info (needs ``openvino``); ``{}`` when there is none or the package
-    to read it is missing (the graph still runs; the caller then needs the options it would give)."""
+    to read it is missing (the graph still runs; the caller then needs the options it would give).
+    ValueError naming the file and the key when the entry is there but not a JSON object."""
     p = Path(path)
     try:
         if p.suffix == ".xml":
             import openvino as ov
 
-            return openvino_model_metadata(ov.Core().read_model(str(p)))
-        import onnx
+            model = ov.Core().read_model(str(p))
+        else:
+            import onnx
 
-        for prop in onnx.load(str(p), load_external_data=False).metadata_props:
-            if prop.key == GRAPH_METADATA_KEY:
-                return dict(json.loads(prop.value))
+            props = onnx.load(str(p), load_external_data=False).metadata_props
     except Exception:  # noqa: BLE001 - metadata is optional; a broken graph fails where it is run
         return {}
+    if p.suffix == ".xml":
+        return openvino_model_metadata(model, where=str(p))
+    for prop in props:
+        if prop.key == GRAPH_METADATA_KEY:
+            return _card_json(prop.value, f"{p} metadata {GRAPH_METADATA_KEY!r}")
     return {}
 
 
-def openvino_model_metadata(model: Any) -> dict[str, Any]:
+def openvino_model_metadata(model: Any, where: str = "OpenVINO model") -> dict[str, Any]:
     """The ``stnet`` card json of a loaded ``openvino.Model``: rt_info ``stnet`` (an IR ``stnet
-    export`` wrote) or ``framework/stnet`` (an ONNX file's metadata_props, as OpenVINO reads them)."""
+    export`` wrote) or ``framework/stnet`` (an ONNX file's metadata_props, as OpenVINO reads them).
+    ``where`` (the file) names it in the error for an entry that is not a JSON object."""
     for key in ([GRAPH_METADATA_KEY], ["framework", GRAPH_METADATA_KEY]):
         try:
-            if model.has_rt_info(key):
-                return dict(json.loads(model.get_rt_info(key).astype(str)))
+            if not model.has_rt_info(key):
+                continue
+            text = model.get_rt_info(key).astype(str)
         except Exception:  # noqa: BLE001 - metadata is optional
             continue
+        return _card_json(text, f"{where} metadata {'/'.join(key)!r}")
     return {}
+
+
+def _card_json(text: str, where: str) -> dict[str, Any]:
+    """The card a graph's metadata entry holds. One that is there but is not a JSON object is an
+    error rather than "no card": running with the default skeleton, crop size and codec instead of
+    the file's gives wrong keypoints without a word."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: [[[[... past the parser's stack
+        raise ValueError(f"{where}: not JSON ({_first_line(e)[:100]}); export the model again") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a JSON object (the model card), got {type(value).__name__}")
+    return value
 
 
 # ------------------------------------------------------------------------------ reading

@@ -184,8 +184,8 @@ class OpenVINOBackend:
                 cfg_size = getattr(getattr(model, "cfg", None), "input_size", None)
                 size = (int(cfg_size[0]), int(cfg_size[1])) if cfg_size else None
             self.source = type(model).__name__
-        self.card = graph_card(openvino_model_metadata(ov_model), [_name(i) for i in ov_model.inputs],
-                               [_name(o) for o in ov_model.outputs], self.source)
+        self.card = graph_card(openvino_model_metadata(ov_model, where=self.source),
+                               [_name(i) for i in ov_model.inputs], [_name(o) for o in ov_model.outputs], self.source)
         shape = ov_model.inputs[0].get_partial_shape()
         if shape.rank.is_static and shape.rank.get_length() == 4 and shape[2].is_static and shape[3].is_static:
             file_size = (shape[2].get_length(), shape[3].get_length())

@@ -31,8 +31,10 @@ errors are in crop pixels. COCO AP needs the original annotation file: evaluate 
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,6 +52,10 @@ __all__ = ["build_crop_cache", "load_cache_records", "CropCacheDataset", "CACHE_
            "validate_cache_arrays", "check_cache_resolution", "MAX_MEMBER_BYTES"]
 
 CACHE_VERSION = 1
+#: Every array the reader uses (``to_image`` is for the user): one missing is refused up front,
+#: naming the file, instead of a bare KeyError when the first record is built.
+REQUIRED_MEMBERS = ("jpeg", "offsets", "meta", "keypoints", "visibility", "box", "center", "scale", "split",
+                    "image_id", "instance_id", "score")
 
 
 def _region(rec: PersonRecord, aspect: float, padding: float) -> tuple[np.ndarray, np.ndarray]:
@@ -141,13 +147,14 @@ class _Cache:
     _open: dict[str, "_Cache"] = {}
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         check_cache_members(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 self.arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        except (KeyError, *_ZIP_ERRORS) as e:
             raise ValueError(f"{path}: not a readable stnet crop cache ({e})") from None
-        missing = {"jpeg", "offsets", "keypoints", "visibility", "meta", "split"} - set(self.arrays)
+        missing = set(REQUIRED_MEMBERS) - set(self.arrays)
         if missing:
             raise ValueError(f"{path}: not an stnet crop cache (missing {', '.join(sorted(missing))})")
         self.meta = validate_cache_arrays(self.arrays, path)
@@ -174,13 +181,14 @@ class _Cache:
         if buf.size:
             crop = self.meta.get("crop_size")
             # A crop is at most its declared size; a forged header must not make it allocate more.
-            check_image_pixels(buf, f"crop {i} of the cache", limit=int(np.prod(crop)) if crop else None)
+            check_image_pixels(buf, f"{self.path}: crop {i} of the cache", limit=int(np.prod(crop)) if crop else None)
             try:
                 img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
             except cv2.error:
                 img = None
         if img is None:
-            raise ImageReadError(f"crop {i} of the cache cannot be decoded")
+            # the file named: a training run's "sample skipped" warning shows only this message
+            raise ImageReadError(f"{self.path}: crop {i} of the cache cannot be decoded")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -189,6 +197,11 @@ class _Cache:
 MAX_MEMBER_BYTES = 64 << 30
 #: Members are written uncompressed (``np.savez``); one that inflates more than this is refused.
 MAX_INFLATION = 50
+#: What reading a damaged or foreign zip raises besides BadZipFile: encrypted members
+#: (RuntimeError), unknown compression methods (NotImplementedError), corrupt compressed data
+#: (zlib.error, lzma.LZMAError, OSError from bz2), cut files (EOFError).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zlib.error,
+               lzma.LZMAError)
 
 
 def check_cache_members(path: str | os.PathLike, max_bytes: int = MAX_MEMBER_BYTES) -> None:
@@ -196,6 +209,13 @@ def check_cache_members(path: str | os.PathLike, max_bytes: int = MAX_MEMBER_BYT
     ``max_bytes``, inflating more than :data:`MAX_INFLATION` x (a zip bomb), or an ``.npy`` header
     whose shape needs more bytes than the member holds. Reads only the zip directory and headers."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        # np.load picks the format from the first bytes while zipfile finds an archive at the end:
+        # an .npy (of any declared size) with a cache appended would be read as that one array
+        if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path}: not a readable stnet crop cache (not a zip of .npy arrays: it starts "
+                             f"with {head!r})")
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 where = f"{path}: member {info.filename}"
@@ -215,7 +235,7 @@ def check_cache_members(path: str | os.PathLike, max_bytes: int = MAX_MEMBER_BYT
                 if need > info.file_size:
                     raise ValueError(f"{where} declares shape {shape} ({need} bytes) but holds "
                                      f"{info.file_size} bytes; damaged or forged")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except _ZIP_ERRORS as e:
         if str(e).startswith(str(path)):
             raise
         raise ValueError(f"{path}: not a readable stnet crop cache ({e})") from None
@@ -225,9 +245,12 @@ def validate_cache_arrays(a: dict[str, np.ndarray], path: str | os.PathLike) -> 
     """The cache's meta dict, after checking that the arrays agree: ``offsets`` an increasing
     integer index 0 .. len(jpeg) with one entry per person + 1, and every per-person array with one
     row per person of its expected shape. ValueError naming the file and the array otherwise."""
+    raw = a["meta"]
+    if raw.dtype != np.uint8 or raw.ndim != 1:  # a cast of floats (NaN) or text would warn or raise
+        raise ValueError(f"{path}: 'meta' must be 1-D uint8 (UTF-8 JSON bytes), got {raw.dtype} {raw.shape}")
     try:
-        meta = json.loads(np.asarray(a["meta"], np.uint8).tobytes().decode("utf-8"))
-    except (ValueError, TypeError) as e:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, or [[[[... past the parser's stack
         raise ValueError(f"{path}: 'meta' is not UTF-8 JSON ({e})") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: 'meta' is {type(meta).__name__}, expected an object")
@@ -241,9 +264,10 @@ def validate_cache_arrays(a: dict[str, np.ndarray], path: str | os.PathLike) -> 
         raise ValueError(f"{path}: 'jpeg' must be 1-D uint8, got {jpeg.dtype} {jpeg.shape}")
     if off.dtype.kind not in "iu" or off.ndim != 1 or off.size < 1:
         raise ValueError(f"{path}: 'offsets' must be a 1-D integer array, got {off.dtype} {off.shape}")
-    if off[0] != 0 or off[-1] != jpeg.size or (np.diff(off) < 0).any():
+    falling = bool((off[1:] < off[:-1]).any())  # not np.diff: it wraps around for unsigned offsets
+    if off[0] != 0 or off[-1] != jpeg.size or falling:
         raise ValueError(f"{path}: 'offsets' must rise from 0 to len(jpeg) = {jpeg.size}; got {off[0]} .. "
-                         f"{off[-1]}{' (not increasing)' if (np.diff(off) < 0).any() else ''}")
+                         f"{off[-1]}{' (not increasing)' if falling else ''}")
     n, k = off.size - 1, len(names)
     shapes = {"keypoints": (n, k, 2), "visibility": (n, k), "box": (n, 4), "center": (n, 2), "scale": (n, 2),
               "to_image": (n, 2, 3), "split": (n,), "image_id": (n,), "instance_id": (n,), "score": (n,)}
@@ -253,7 +277,24 @@ def validate_cache_arrays(a: dict[str, np.ndarray], path: str | os.PathLike) -> 
                              f"{k} keypoints)")
         if name in a and name not in ("split", "image_id") and a[name].dtype.kind not in "iuf":
             raise ValueError(f"{path}: '{name}' must hold numbers, got {a[name].dtype}")
+    _check_cache_values(a, path)
     return meta
+
+
+def _check_cache_values(a: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+    """What the records are built from, beyond shapes: values a bare ``int()``, ``== "train"`` or
+    the crop warp would fail on later with an error that does not name the file."""
+    for name in ("keypoints", "visibility", "box", "center", "scale", "to_image", "score"):
+        # `stnet cache` writes finite numbers only; NaN / inf would reach the warp as garbage crops
+        if name in a and a[name].dtype.kind == "f" and not np.isfinite(a[name]).all():
+            raise ValueError(f"{path}: '{name}' has {int((~np.isfinite(a[name])).sum())} NaN/inf value(s); "
+                             "damaged (rebuild it with `stnet cache`)")
+    if "scale" in a and a["scale"].size and not (a["scale"] > 0).all():  # the crop region's (w, h)
+        raise ValueError(f"{path}: 'scale' has values <= 0 (a crop region's width and height); damaged")
+    if "split" in a and a["split"].dtype.kind != "U":  # records are picked by comparing it with "train"
+        raise ValueError(f"{path}: 'split' must hold text ('train' / 'val'), got {a['split'].dtype}")
+    if "instance_id" in a and a["instance_id"].dtype.kind not in "iu":  # int() of NaN / inf raises
+        raise ValueError(f"{path}: 'instance_id' must hold integers, got {a['instance_id'].dtype}")
 
 
 def check_cache_resolution(resolution: float, limit: float = 4.0) -> None:
@@ -281,11 +322,21 @@ def load_cache_records(path: str | os.PathLike, skeleton: Skeleton, split: str =
     as_int = bool(c.meta.get("int_image_ids"))
     return [PersonRecord(image_path=Path(f"{p}#{i}"), box=a["box"][i].astype(np.float64),
                          keypoints=a["keypoints"][i], visibility=a["visibility"][i],
-                         image_id=int(a["image_id"][i]) if as_int else str(a["image_id"][i]),
+                         image_id=_int_id(a["image_id"][i], p, int(i)) if as_int else str(a["image_id"][i]),
                          instance_id=int(a["instance_id"][i]), score=float(a["score"][i]),
                          center=a["center"][i], scale=a["scale"][i], source=f"{p}#{i}",
                          extra={"cache_row": int(i)})
             for i in rows]
+
+
+def _int_id(v: Any, path: Path, row: int) -> int:
+    """Row ``row``'s image id when the cache's meta says the ids are integers (a bare int() of
+    "x", NaN or inf would escape without naming the file)."""
+    try:
+        return int(v)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{path}: 'image_id' of row {row} is {str(v)[:40]!r}, not an integer as the cache's "
+                         "meta (int_image_ids) says") from None
 
 
 class CropCacheDataset(TopDownDataset):

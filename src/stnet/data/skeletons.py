@@ -274,7 +274,7 @@ def skeleton_from_dict(data: Mapping[str, Any], where: str = "skeleton") -> Skel
             upper_body_ids=tuple(int(v) for v in data.get("upper_body_ids") or ()),
             lower_body_ids=tuple(int(v) for v in data.get("lower_body_ids") or ()),
             links=tuple((int(a), int(b)) for a, b in data.get("links") or ()))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(inf), an index past C long
         raise ValueError(f"{where}: {e}") from None
 
 

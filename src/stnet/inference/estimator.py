@@ -168,7 +168,10 @@ class PoseEstimator:
         self.input_size = tuple(int(v) for v in self.backend.input_size)
         self.skeleton = self._skeleton(ref.skeleton)
         self.codec_config = ref.codec or CodecConfig()
-        self.codec = build_codec(self.codec_config, self.input_size)
+        try:
+            self.codec = build_codec(self.codec_config, self.input_size)
+        except ValueError as e:  # the codec and crop size a file records may not fit together: name it
+            raise ValueError(f"{self.source}: {e}") from None
         self.unbiased = bool(getattr(self.codec, "unbiased", True))
         #: what this estimator runs: the file's card with the options applied and what the backend returns
         self.card = ref.card.replace(
@@ -189,11 +192,12 @@ class PoseEstimator:
             getattr(self.backend, "num_joints", None)
         if skeleton is None:
             if num_joints is None:
-                raise ValueError("cannot tell the number of keypoints; pass skeleton=")
+                raise ValueError(f"{self.source}: cannot tell the number of keypoints; pass skeleton=")
             skeleton = default_skeleton(int(num_joints))
         sk = load_skeleton(skeleton)
         if num_joints is not None and int(num_joints) != sk.num_keypoints:
-            raise ValueError(f"skeleton {sk.name!r} has {sk.num_keypoints} keypoints but the "
+            # named: the skeleton may come from the file's own card (a graph's metadata)
+            raise ValueError(f"{self.source}: skeleton {sk.name!r} has {sk.num_keypoints} keypoints but the "
                              f"model predicts {num_joints}: the weights were trained for another skeleton")
         return sk
 
@@ -276,6 +280,11 @@ class PoseEstimator:
                 return kp.astype(np.float32), sc, finite
         else:
             hm = self.heatmaps(crops)
+            if tuple(hm.shape[-2:]) != tuple(self.codec.heatmap_size):  # e.g. a file's card with another stride
+                raise ValueError(f"{self.source}: the model outputs {hm.shape[-2]}x{hm.shape[-1]} heatmaps for "
+                                 f"{crops.shape[2]}x{crops.shape[3]} crops, the codec (heatmap_stride "
+                                 f"{self.codec_config.heatmap_stride}) expects {self.codec.heatmap_size[0]}x"
+                                 f"{self.codec.heatmap_size[1]}")
             finite = np.asarray(np.isfinite(hm).reshape(len(hm), -1).all(1))
             kp, sc = self.codec.decode(np.where(np.isfinite(hm), hm, 0.0).astype(np.float32))
         img_kp = crop_to_image(np.asarray(kp, np.float64), center, scale, self.input_size, unbiased=self.unbiased)

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from stnet.card import ModelCard
 from stnet.codecs import CodecConfig
+from stnet.config import build_dataclass
 from stnet.data.skeletons import Skeleton, get_skeleton, load_skeleton, skeleton_from_dict
 from stnet.model_files import ModelFile, list_pretrained, load_model_ref
 from stnet.models import list_models
@@ -111,7 +112,9 @@ def from_model_file(mf: ModelFile, *, model: str | None = None, use_ema: bool = 
                          f"{card.input_size[0]}x{card.input_size[1]} ({record}); drop --input-size")
     skel = _agree(skeleton, _card_skeleton(card, where), where)
     if codec is None and card.codec:
-        codec = CodecConfig(**{k: v for k, v in card.codec.items() if k in CodecConfig.__dataclass_fields__})
+        # typed: a file's {"sigma": "x"} or {"kind": 5} is refused here, naming the file and the field
+        codec = build_dataclass(CodecConfig, {k: v for k, v in card.codec.items()
+                                              if k in CodecConfig.__dataclass_fields__}, f"{where} codec")
     if mf.is_graph:
         return ModelRef(None, mf.path.stem, mf.source, card.replace(input_size=size or card.input_size),
                         graph=mf.path, skeleton=skel, codec=codec)
