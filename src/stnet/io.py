@@ -240,9 +240,17 @@ def read_json(path: str | os.PathLike, what: str = "") -> Any:
         raise FileNotFoundError(f"{label} not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{label}: cannot be read ({e})") from None
+    return parse_json(text, label)
+
+
+def parse_json(text: str | bytes, label: str) -> Any:
+    """The parsed json of ``text`` (a file's, or a json string a file holds: a crop cache's meta, a
+    graph's card); ValueError ``"LABEL: not valid JSON: ..."`` in one line otherwise, bytes that
+    are not UTF-8 and nesting past the parser's stack included."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{label}: not valid JSON: {e}") from None
     except RecursionError:  # [[[[... deeper than the parser's stack
         raise ValueError(f"{label}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for bytes
+        raise ValueError(f"{label}: not valid JSON: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
+                         ) from None

@@ -22,7 +22,6 @@ tuples and dicts and refuses (without running anything) a pickle that would impo
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import re
@@ -34,7 +33,7 @@ import torch
 
 from .card import ModelCard, card_from_checkpoint
 from .constants import GRAPH_METADATA_KEY, WEIGHTS_DIR
-from .io import read_json
+from .io import parse_json, read_json
 
 __all__ = ["CheckpointError", "list_pretrained", "sha256_file", "shipped_weights", "is_shipped_name",
            "resolve_checkpoint", "pack_metadata", "resolve_weights", "load_state", "check_finite", "strip_prefix",
@@ -251,10 +250,7 @@ def _card_json(text: str, where: str) -> dict[str, Any]:
     """The card a graph's metadata entry holds. One that is there but is not a JSON object is an
     error rather than "no card": running with the default skeleton, crop size and codec instead of
     the file's gives wrong keypoints without a word."""
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as e:  # RecursionError: [[[[... past the parser's stack
-        raise ValueError(f"{where}: not JSON ({_first_line(e)[:100]}); export the model again") from None
+    value = parse_json(text, f"{where} (export the model again)")
     if not isinstance(value, dict):
         raise ValueError(f"{where}: expected a JSON object (the model card), got {type(value).__name__}")
     return value

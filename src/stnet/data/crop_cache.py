@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from stnet.io import atomic_write
+from stnet.io import atomic_write, parse_json
 
 from .dataset import TopDownDataset
 from .records import ImageReadError, PersonRecord, check_image_pixels, read_image
@@ -248,10 +248,7 @@ def validate_cache_arrays(a: dict[str, np.ndarray], path: str | os.PathLike) -> 
     raw = a["meta"]
     if raw.dtype != np.uint8 or raw.ndim != 1:  # a cast of floats (NaN) or text would warn or raise
         raise ValueError(f"{path}: 'meta' must be 1-D uint8 (UTF-8 JSON bytes), got {raw.dtype} {raw.shape}")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, or [[[[... past the parser's stack
-        raise ValueError(f"{path}: 'meta' is not UTF-8 JSON ({e})") from None
+    meta = parse_json(raw.tobytes(), f"{path}: 'meta' is not UTF-8 JSON")
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: 'meta' is {type(meta).__name__}, expected an object")
     names = meta.get("keypoint_names")
