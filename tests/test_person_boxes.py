@@ -230,6 +230,36 @@ def test_estimator_refines_detector_boxes_only(random_stnet, test_image):
     assert given[0].box == tuple(box[0][:4])  # boxes a caller passes are used as given
 
 
+def test_suppress_duplicates_keeps_the_best_of_one_person(random_stnet):
+    from stnet import PoseEstimator
+
+    est = PoseEstimator(random_stnet, skeleton="coco17")
+    kp = np.random.default_rng(0).uniform(20, 120, (17, 2))
+    sc = np.full(17, 0.8)
+    a = PoseResult(kp, sc, (10.0, 10.0, 120.0, 120.0), 0.5, "coco17")
+    b = PoseResult(kp + 1.5, sc, (12.0, 10.0, 120.0, 120.0), 0.7, "coco17")  # the same person, scored higher
+    c = PoseResult(kp + 200.0, sc, (210.0, 210.0, 120.0, 120.0), 0.4, "coco17")  # someone else
+    assert est.suppress_duplicates([a, b, c]) == [b, c]
+    assert est.with_options(pose_nms=1.0).suppress_duplicates([a, b, c]) == [a, b, c]
+    # a person a few joints away is not a duplicate: two people side by side stay two
+    moved = np.where(np.arange(17)[:, None] < 12, 40.0, 0.0)  # 12 of 17 joints 40 px away
+    near = PoseResult(kp + moved, sc, (50.0, 10.0, 120.0, 120.0), 0.9, "coco17")
+    assert len(est.suppress_duplicates([a, near])) == 2
+
+
+def test_estimator_drops_duplicate_poses_of_detector_boxes_only(random_stnet, test_image):
+    from stnet import PoseEstimator
+
+    est = PoseEstimator(random_stnet, skeleton="coco17", det_nms=1.0)  # the box NMS keeps both boxes
+    # a detector boxing one person twice (the same box, a lower score) and someone else
+    boxes = [[40.0, 10.0, 80.0, 150.0, 0.8], [40.0, 10.0, 80.0, 150.0, 0.9], [150.0, 20.0, 60.0, 120.0, 0.7]]
+    found = est.with_options(detector=lambda im: boxes)(test_image)
+    every = est.with_options(detector=lambda im: boxes, pose_nms=1.0)(test_image)
+    assert len(every) == 3 and len(found) == 2 and found[1].box[0] == 150.0
+    assert found[0].score == max(every[0].score, every[1].score) > min(every[0].score, every[1].score)
+    assert len(est(test_image, boxes=[b[:4] for b in boxes])) == 3  # boxes a caller passes are kept
+
+
 def test_tracker_keeps_id_when_pose_box_width_jumps():
     # On benchmarks/tracking_ids.py's clip one person's keypoint box alternated between ~35 and
     # ~100 px wide (a wrist crossing the score floor) while walking 2-3 px a frame: plain IoU

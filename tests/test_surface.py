@@ -363,6 +363,25 @@ def test_video_frames_list_detect_every_and_truncation(ckpt, tmp_path, capsys):
     assert s["frames_lost"] > 0 and any("frame(s) lost" in m for m in lines), lines
 
 
+def test_video_carried_boxes_on_one_person_stay_one_person(ckpt, tmp_path, monkeypatch):
+    # benchmarks/tracking_ids.py: a pose run on a stray carried box landed on a tracked person,
+    # and both were carried on as two people with two track ids
+    import stnet.apps.predict as predict_mod
+
+    path = _video(tmp_path / "clip.avi", n=4)
+    e = PoseEstimator(ckpt, detector=lambda im: [[10, 10, 100, 100, 0.9]], det_nms=1.0)
+    monkeypatch.setattr(predict_mod, "carried_boxes", lambda prev, shape, threshold=0.3: np.array(
+        [[10, 10, 100, 100, 0.9], [10, 10, 100, 100, 0.8]]))
+    run_predict(e, str(path), output_dir=tmp_path / "o", progress=False, detect_every=2, render_images=False)
+    doc = json.loads((tmp_path / "o" / "predictions.json").read_text())
+    assert [len(f["persons"]) for f in doc["frames"]] == [1, 1, 1, 1]
+    assert {p["track_id"] for f in doc["frames"] for p in f["persons"]} == {0}
+    run_predict(e.with_options(pose_nms=1.0), str(path), output_dir=tmp_path / "o2", progress=False, detect_every=2,
+                render_images=False)
+    doc = json.loads((tmp_path / "o2" / "predictions.json").read_text())
+    assert [len(f["persons"]) for f in doc["frames"]] == [1, 2, 1, 2]  # without it: two people
+
+
 def test_h264_video_output(ckpt, tmp_path):
     av = pytest.importorskip("av")
     path = _video(tmp_path / "clip.avi", n=3)

@@ -8,7 +8,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_ARCHITECTURE", "DEFAULT_INPUT_SIZE", "IMAGE
 
 #: Shipped weights ``PoseEstimator()`` and ``stnet predict`` use when no model is named: COCO's 17
 #: keypoints, the layout rtmlib, ultralytics, mmpose and ``stnet score`` expect (issue 24).
-DEFAULT_MODEL = "stnet_1s.coco17_128x96"
+DEFAULT_MODEL = "stnet_1s.coco17_192x160"
 
 #: The registered network built when only an architecture is asked for.
 DEFAULT_ARCHITECTURE = "stnet_1s"

@@ -58,6 +58,9 @@ DEFAULT_DETECTOR = "whole"
 # IoU removes the duplicates a detector without NMS (or a detection file) gives.
 DEFAULT_DET_SCORE = 0.3
 DEFAULT_DET_NMS = 0.65
+#: Persons on detector (or carried) boxes whose keypoints overlap a higher-scoring person's at
+#: OKS above this are one person seen through two boxes (see ``PoseEstimator``'s ``pose_nms``).
+DEFAULT_POSE_NMS = 0.5
 
 
 def hog_available() -> bool:

@@ -91,6 +91,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--resume needs a JSON Lines --json-out (a path ending in .jsonl), got {json_out}")
     if not math.isfinite(args.det_score) or not math.isfinite(args.det_nms):
         raise ValueError(f"--det-score {args.det_score} / --det-nms {args.det_nms}: expected finite numbers")
+    if not 0 <= args.pose_nms <= 1:  # NaN fails too
+        raise ValueError(f"--pose-nms {args.pose_nms}: expected an OKS between 0 and 1 (1: off)")
     for opt, low in (("smooth_min_cutoff", "> 0"), ("smooth_beta", ">= 0"), ("smooth_d_cutoff", "> 0")):
         v = getattr(args, opt)  # checked before the model loads, not after the first frame
         if not math.isfinite(v) or v < 0 or (v == 0 and low == "> 0"):
@@ -113,7 +115,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model = DEFAULT_MODEL
     est = _estimator(args.model, args, flip_test=args.flip, device=args.device, backend=args.backend,
                      precision=args.precision, threads=args.threads, detector=detector, det_score=args.det_score,
-                     det_nms=args.det_nms, max_batch=args.batch, refine_boxes=args.refine)
+                     det_nms=args.det_nms, max_batch=args.batch, refine_boxes=args.refine,
+                     pose_nms=args.pose_nms)
     refuse_overwrite({"--json-out": json_out}, {"model file": str(est.source)})  # e.g. --model RUN_DIR
     prec = getattr(est.backend, "precision", None)
     print(f"stnet predict: {est.source} ({est.skeleton.name}, {est.input_size[0]}x{est.input_size[1]}, "
@@ -225,7 +228,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from stnet.detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE
+    from stnet.detectors import DEFAULT_DET_NMS, DEFAULT_DET_SCORE, DEFAULT_POSE_NMS
 
     p = sub.add_parser("predict", help="pose estimation on an image, folder, video or webcam",
                        description="Estimate poses; writes overlays and a json of keypoints (see docs/inference.md).")
@@ -259,6 +262,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--det-nms", type=float, default=DEFAULT_DET_NMS, metavar="IOU",
                    help=f"merge detector / --boxes boxes overlapping above this IoU (default {DEFAULT_DET_NMS}; "
                         "1: off)")
+    p.add_argument("--pose-nms", type=float, default=DEFAULT_POSE_NMS, metavar="OKS",
+                   help="of the persons on detector boxes (and a video's carried boxes), drop one whose keypoints "
+                        f"match a higher-scoring one's above this OKS: one person seen through two boxes (default "
+                        f"{DEFAULT_POSE_NMS}; 1: off; --boxes are kept as given)")
     p.add_argument("--format", default="stnet", choices=["stnet", "coco"],
                    help="json layout: stnet (header + images / frames, default) or coco (a keypoint-results list "
                         "that stnet score and pycocotools read; image ids from --ann)")

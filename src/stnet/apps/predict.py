@@ -608,6 +608,8 @@ def _run_video(est, inp, kind, output_dir, json_out, summary, *, threshold, rend
                 given = None if idx % detect_every == 0 or not prev else filter_detections(
                     carried_boxes(prev, rgb.shape), est.det_score, est.det_nms)
                 persons = list(est(rgb, boxes=given, color="rgb"))
+                if given is not None:  # two carried boxes can land on one person: keep one of them
+                    persons = est.suppress_duplicates(persons)
                 if tracker is not None:
                     persons = tracker.update(persons, idx)
                 prev = persons

@@ -63,9 +63,10 @@ from stnet.constants import DEFAULT_INPUT_SIZE, DEFAULT_MODEL
 from stnet.data.dataset import normalize_image
 from stnet.data.skeletons import Skeleton, load_skeleton
 from stnet.data.transforms import box_to_center_scale, crop_to_image, get_warp_matrix, warp_image
-from stnet.detectors import (DEFAULT_DET_NMS, DEFAULT_DET_SCORE, as_boxes, build_detector, filter_detections,
-                             pose_boxes, sanitize_boxes)
+from stnet.detectors import (DEFAULT_DET_NMS, DEFAULT_DET_SCORE, DEFAULT_POSE_NMS, as_boxes, build_detector,
+                             filter_detections, pose_boxes, sanitize_boxes)
 from stnet.evaluation.metrics import rescore
+from stnet.evaluation.nms import oks_nms
 from stnet.export.onnx import export_onnx
 from stnet.export.openvino import export_openvino
 from stnet.model_files import list_pretrained
@@ -138,6 +139,13 @@ class PoseEstimator:
             and better centred than a detector's box, at twice the pose cost). Boxes a call passes
             are used as given. Off by default: with the shipped LSP model it did not help
             (benchmarks/person_boxes.py, tools/demo_check.py --refine).
+        pose_nms: of the persons found on detector boxes, one whose keypoints match a
+            higher-scoring person's at OKS (the skeleton's sigmas, the boxes' areas) above this is
+            dropped: two boxes on one person give two near-identical poses, drawn twice and given two
+            track ids in a video (:meth:`suppress_duplicates`; 1 disables it). Distinct people score
+            far below 0.5: on coco_mini's BlazePose persons 0.49 at most apart from the 5 duplicate
+            pairs (0.74-0.95), whose removal left AP unchanged (benchmarks/pose_nms.py). Boxes a
+            call passes are kept as given.
     """
 
     def __init__(self, model: str | os.PathLike | nn.Module | ModelRef | None = None,
@@ -148,7 +156,8 @@ class PoseEstimator:
                  device: str | torch.device = "cpu", precision: str = "auto", threads: int | None = None,
                  flip_test: bool = False, detector: str | Callable | None = None,
                  max_batch: int = 32, bbox_padding: float = 1.25, det_score: float = DEFAULT_DET_SCORE,
-                 det_nms: float = DEFAULT_DET_NMS, refine_boxes: bool = False) -> None:
+                 det_nms: float = DEFAULT_DET_NMS, refine_boxes: bool = False,
+                 pose_nms: float = DEFAULT_POSE_NMS) -> None:
         ref = resolve_model(DEFAULT_MODEL if model is None else model, weights, use_ema=use_ema, skeleton=skeleton,
                             input_size=input_size, codec=codec, model_overrides=model_overrides)
         if backend is None or isinstance(backend, str):
@@ -165,6 +174,7 @@ class PoseEstimator:
         self.detector = build_detector(detector)
         self.det_score, self.det_nms = float(det_score), float(det_nms)
         self.refine_boxes, self.refine_threshold = bool(refine_boxes), 0.3
+        self.pose_nms = float(pose_nms)
         self.input_size = tuple(int(v) for v in self.backend.input_size)
         self.skeleton = self._skeleton(ref.skeleton)
         self.codec_config = ref.codec or CodecConfig()
@@ -358,9 +368,25 @@ class PoseEstimator:
                     x, y, w, h = (float(v) for v in b[j, :4])
                     persons.append(PoseResult(img_kp[sl][j], sc[sl][j], (x, y, w, h), float(person[j]),
                                               self.skeleton.name))
+            if boxes[i] is None:
+                persons = self.suppress_duplicates(persons)
             path = str(images[i]) if isinstance(images[i], (str, os.PathLike)) else None
             out.append(Results(persons, img, self.skeleton, path=path, untrained=self.untrained))
         return out
+
+    def suppress_duplicates(self, persons: Sequence[PoseResult]) -> list[PoseResult]:
+        """``persons`` (one image's) without those whose keypoints match a higher-scoring one's at
+        OKS above ``pose_nms``, in their order: greedy OKS-NMS with the skeleton's sigmas and each
+        person's box area (:func:`stnet.evaluation.nms.oks_nms`). ``stnet predict`` applies it to a
+        video frame's carried boxes too, where a pose run on a stray box can land on a tracked person."""
+        persons = list(persons)
+        if len(persons) < 2 or not self.pose_nms < 1:
+            return persons
+        kp = np.stack([np.asarray(p.keypoints, np.float64)[:, :2] for p in persons])
+        areas = np.array([max(float(p.box[2]) * float(p.box[3]), 1.0) for p in persons])
+        keep = oks_nms(kp, np.array([p.score for p in persons]), areas, np.asarray(self.skeleton.sigmas),
+                       thr=self.pose_nms)
+        return [persons[k] for k in keep]
 
     def _refined(self, imgs: list[np.ndarray], per_image: list[np.ndarray], detected: list[bool]
                  ) -> list[np.ndarray]:
