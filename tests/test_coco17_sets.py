@@ -68,6 +68,8 @@ def test_sets_keep_lsp_crops_and_split_coco_mini(data_root, tmp_path):
     split = json.loads((ann / "coco_mini_split.json").read_text())
     assert not set(split["train"]) & set(split["val"]) and len(split["val"]) >= 10
     assert {r.image_id for r in train if "coco_mini" in str(r.image_path)} == set(split["train"])
+    # the bundled demo photo is a coco_mini image: make demo must show a photo the model never saw
+    assert tool.DEMO_IMAGE_ID not in set(split["train"]) | set(split["val"])
     held = load_coco_records(ann / "val_coco_mini.json", img, "coco17")
     assert {r.image_id for r in held} == set(split["val"]) and all(r.image_path.is_file() for r in held)
 
@@ -77,3 +79,19 @@ def test_sets_keep_lsp_crops_and_split_coco_mini(data_root, tmp_path):
     s = ds[0]
     assert (s["target_weight"][:5] == 0).all() and (s["heatmaps"][:5] == 0).all()
     assert s["target_weight"][part.visibility > 0].sum() > 0
+
+
+def test_coco_repeat_lists_coco_persons_n_times_with_unique_ids(data_root, tmp_path):
+    tool = _tool()
+    tool.main(["-o", str(tmp_path / "x1"), "--data-root", str(data_root), "--no-faces"])
+    tool.main(["-o", str(tmp_path / "x3"), "--data-root", str(data_root), "--no-faces", "--coco-repeat", "3"])
+    one, three = (json.loads((tmp_path / d / "annotations" / "train.json").read_text())["annotations"]
+                  for d in ("x1", "x3"))
+    coco1 = [a for a in one if a["image_id"] < tool.LSP_IMAGE_ID]
+    coco3 = [a for a in three if a["image_id"] < tool.LSP_IMAGE_ID]
+    assert len(coco3) == 3 * len(coco1) > 0 and len(three) - len(coco3) == len(one) - len(coco1)
+    assert len({a["id"] for a in three}) == len(three)
+    strip = lambda a: {k: v for k, v in a.items() if k != "id"}  # noqa: E731
+    assert sorted(map(json.dumps, map(strip, coco3))) == sorted(map(json.dumps, map(strip, coco1 * 3)))
+    with pytest.raises(SystemExit, match="--coco-repeat 0"):
+        tool.main(["-o", str(tmp_path / "x0"), "--data-root", str(data_root), "--coco-repeat", "0"])

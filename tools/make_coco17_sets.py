@@ -21,7 +21,12 @@ the LSP-14 model was trained and validated on. The validation file has no face p
 (torso = right shoulder to left hip) scores the same 12 body joints the humans labelled.
 
 coco_mini: images sorted by id, every second one (the 2nd, 4th, ...) held out for validation, with
-all its annotations (crowd regions too, as COCO's own files); the others train.
+all its annotations (crowd regions too, as COCO's own files); the others train, except the bundled
+demo photo (``src/stnet/assets/demo.jpg`` is coco_mini image 535506): it is neither trained nor
+validated on, so ``make demo`` and ``tools/demo_check.py`` show a photo the model never saw. (The
+weights packed before 2026-12-05 trained on it: one of their 50 COCO persons.) ``--coco-repeat N``
+lists each coco_mini training person N times in ``train.json`` (N views per epoch, each with its
+own augmentation), so the few COCO persons weigh more against 8,100 LSP-Extended ones.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from stnet.data.lsp import box_from_joints, load_lsp_joints, lsp_split_indices
 from stnet.io import write_text
 
 LSP_IMAGE_ID = 900_000_000  # LSP image k gets id LSP_IMAGE_ID + k: far from COCO's ids
+DEMO_IMAGE_ID = 535506  # src/stnet/assets/demo.jpg (its README): never trained on
 FACE_FILE = Path(__file__).resolve().parents[1] / "data" / "lspet_face_points.npz"
 
 
@@ -93,9 +99,16 @@ def lsp_annotations(root: Path, split: str, faces: dict[int, np.ndarray] | None)
 
 
 def coco_mini_split(data: dict) -> tuple[list[int], list[int]]:
-    """Image ids with at least one person with keypoints, sorted; every second one is held out."""
+    """Image ids with at least one person with keypoints, sorted; every second one is held out,
+    and the demo photo is left out of training (the held-out half stays the same)."""
     ids = sorted({a["image_id"] for a in data["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")})
-    return ids[0::2], ids[1::2]
+    return [i for i in ids[0::2] if i != DEMO_IMAGE_ID], ids[1::2]
+
+
+def repeated(anns: list, times: int, first_id: int) -> list:
+    """``anns`` listed ``times`` times; the copies get ids from ``first_id`` on (above every id in use)."""
+    copies = [{**a, "id": first_id + n} for n, a in enumerate(a for _ in range(times - 1) for a in anns)]
+    return list(anns) + copies
 
 
 def subset(data: dict, ids: list[int], prefix: str) -> tuple[list, list]:
@@ -127,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-faces", action="store_true", help="LSP-Extended persons without face points")
     ap.add_argument("--min-conf", type=float, help="re-apply the teacher's confidence rule (default: the file's)")
     ap.add_argument("--max-body-err", type=float, help="re-apply the body-agreement rule (default: the file's)")
+    ap.add_argument("--coco-repeat", type=int, default=1, metavar="N",
+                    help="list each coco_mini training person N times in train.json (default 1)")
     args = ap.parse_args(argv)
     root = Path(args.data_root).expanduser().resolve()
     out = Path(args.output).expanduser()
@@ -140,7 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     write_text(out / "annotations" / "coco_mini_split.json", json.dumps({"train": train_ids, "val": val_ids}))
 
     li, la = lsp_annotations(root, "train", faces)
+    if args.coco_repeat < 1:
+        raise SystemExit(f"--coco-repeat {args.coco_repeat}: expected a whole number >= 1")
     ci, ca = subset(coco, train_ids, "coco_mini")
+    ca = repeated(ca, args.coco_repeat, 1 + max(int(a["id"]) for a in la + ca))
     write_json(out / "annotations" / "train.json", li + ci, la + ca)
     vi, va = lsp_annotations(root, "val", None)
     write_json(out / "annotations" / "val_lspet.json", vi, va)
