@@ -143,7 +143,7 @@ class PoseEstimator:
             higher-scoring person's at OKS (the skeleton's sigmas, the boxes' areas) above this is
             dropped: two boxes on one person give two near-identical poses, drawn twice and given two
             track ids in a video (:meth:`suppress_duplicates`; 1 disables it). Distinct people score
-            far below 0.5: on coco_mini's BlazePose persons 0.49 at most apart from the 5 duplicate
+            far below 0.5: on coco_mini's BlazePose persons (block-5 weights) 0.49 at most apart from the 5 duplicate
             pairs (0.74-0.95), whose removal left AP unchanged (benchmarks/pose_nms.py). Boxes a
             call passes are kept as given.
     """
