@@ -258,6 +258,9 @@ def test_estimator_drops_duplicate_poses_of_detector_boxes_only(random_stnet, te
     assert len(every) == 3 and len(found) == 2 and found[1].box[0] == 150.0
     assert found[0].score == max(every[0].score, every[1].score) > min(every[0].score, every[1].score)
     assert len(est(test_image, boxes=[b[:4] for b in boxes])) == 3  # boxes a caller passes are kept
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="pose_nms must be an OKS between 0 and 1"):
+            PoseEstimator(random_stnet, skeleton="coco17", pose_nms=bad)
 
 
 def test_tracker_keeps_id_when_pose_box_width_jumps():

@@ -174,6 +174,8 @@ class PoseEstimator:
         self.detector = build_detector(detector)
         self.det_score, self.det_nms = float(det_score), float(det_nms)
         self.refine_boxes, self.refine_threshold = bool(refine_boxes), 0.3
+        if not 0 <= pose_nms <= 1:  # NaN fails too; below 0 it would keep one person per image
+            raise ValueError(f"pose_nms must be an OKS between 0 and 1 (1: off), got {pose_nms}")
         self.pose_nms = float(pose_nms)
         self.input_size = tuple(int(v) for v in self.backend.input_size)
         self.skeleton = self._skeleton(ref.skeleton)
